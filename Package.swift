@@ -1,0 +1,41 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Release builds of the compute code are where the time goes; everything else stays default.
+let computeFlags: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "GemmaServe",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "GemmaModel", targets: ["GemmaModel"]),
+        .library(name: "GemmaTokenizer", targets: ["GemmaTokenizer"]),
+        .executable(name: "gemma", targets: ["gemma"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // Thin C modules over Debian's libraries.
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "CSentencePiece", path: "Sources/CSentencePiece",
+                cxxSettings: [.unsafeFlags(["-std=c++17"])],
+                linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("stdc++")]),
+
+        // Libraries.
+        .target(name: "GemmaModel", dependencies: ["COpenBLAS"], swiftSettings: computeFlags),
+        .target(name: "GemmaTokenizer", dependencies: ["CSentencePiece"]),
+
+        // Services: thin executables over the libraries.
+        .executableTarget(name: "gemma",
+                          dependencies: ["GemmaModel", "GemmaTokenizer",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Services/gemma"),
+
+        // Tests: one target per library.
+        .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "GemmaTokenizer"]),
+        .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer"]),
+    ],
+    swiftLanguageModes: [.v5]
+)
