@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to build and test the project: the C libraries
+# the Swift targets link (nng, OpenBLAS, SentencePiece, protobuf-c) and the tools the tests
+# and scripts call (spm_train, protoc, protoc-c). Skips apt when everything is present.
+set -euo pipefail
+
+packages=(libnng-dev libopenblas-dev libsentencepiece-dev sentencepiece
+          protobuf-compiler libprotobuf-c-dev protobuf-c-compiler)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6 toolchain required)" >&2; exit 1; }
