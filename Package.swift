@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .library(name: "GemmaModel", targets: ["GemmaModel"]),
         .library(name: "GemmaTokenizer", targets: ["GemmaTokenizer"]),
+        .library(name: "GemmaQuant", targets: ["GemmaQuant"]),
         .executable(name: "gemma", targets: ["gemma"]),
     ],
     dependencies: [
@@ -24,7 +25,8 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("stdc++")]),
 
         // Libraries.
-        .target(name: "GemmaModel", dependencies: ["COpenBLAS"], swiftSettings: computeFlags),
+        .target(name: "GemmaQuant", swiftSettings: computeFlags),
+        .target(name: "GemmaModel", dependencies: ["COpenBLAS", "GemmaQuant"], swiftSettings: computeFlags),
         .target(name: "GemmaTokenizer", dependencies: ["CSentencePiece"]),
 
         // Services: thin executables over the libraries.
@@ -36,6 +38,9 @@ let package = Package(
         // Tests: one target per library.
         .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "GemmaTokenizer"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer"]),
+        .testTarget(name: "GemmaQuantTests", dependencies: ["GemmaQuant"]),
+        // Runs the built `gemma` executable the way outside checks call it.
+        .testTarget(name: "GemmaCLITests"),
     ],
     swiftLanguageModes: [.v5]
 )
