@@ -24,9 +24,12 @@ let package = Package(
                 cxxSettings: [.unsafeFlags(["-std=c++17"])],
                 linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("stdc++")]),
 
+        .target(name: "CGemmaKernels", path: "Sources/CGemmaKernels",
+                cSettings: [.unsafeFlags(["-O3"])]),
+
         // Libraries.
         .target(name: "GemmaQuant", swiftSettings: computeFlags),
-        .target(name: "GemmaModel", dependencies: ["COpenBLAS", "GemmaQuant"], swiftSettings: computeFlags),
+        .target(name: "GemmaModel", dependencies: ["COpenBLAS", "CGemmaKernels", "GemmaQuant"], swiftSettings: computeFlags),
         .target(name: "GemmaTokenizer", dependencies: ["CSentencePiece"]),
 
         // Services: thin executables over the libraries.

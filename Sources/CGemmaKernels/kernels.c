@@ -1,0 +1,245 @@
+#include "gemma_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define GEMMA_X86 1
+#endif
+
+typedef struct { uint16_t d; int8_t qs[GEMMA_QK]; } block_q8_0;
+typedef struct { uint16_t d; uint8_t qs[GEMMA_QK / 2]; } block_q4_0;
+_Static_assert(sizeof(block_q8_0) == GEMMA_Q8_0_BYTES, "Q8_0 block size");
+_Static_assert(sizeof(block_q4_0) == GEMMA_Q4_0_BYTES, "Q4_0 block size");
+
+// ---------------------------------------------------------------------------------------------
+// Half precision, portable.
+
+float gemma_fp16_to_fp32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exponent = (h >> 10) & 0x1F;
+    uint32_t mantissa = h & 0x3FF;
+    uint32_t bits;
+    if (exponent == 0) {
+        if (mantissa == 0) {
+            bits = sign;
+        } else {  // subnormal: normalise
+            exponent = 127 - 15 + 1;
+            while ((mantissa & 0x400) == 0) { mantissa <<= 1; exponent--; }
+            mantissa &= 0x3FF;
+            bits = sign | (exponent << 23) | (mantissa << 13);
+        }
+    } else if (exponent == 31) {
+        bits = sign | 0x7F800000u | (mantissa << 13);
+    } else {
+        bits = sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static uint16_t fp32_to_fp16(float f) {
+    // Round to nearest even, as F16C and numpy do.
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    const uint32_t sign = (x >> 16) & 0x8000;
+    const uint32_t abs = x & 0x7FFFFFFF;
+    if (abs >= 0x7F800000) return (uint16_t)(sign | 0x7C00 | (abs > 0x7F800000 ? 0x200 : 0));
+    if (abs >= 0x477FF000) return (uint16_t)(sign | 0x7C00);  // rounds to infinity
+    if (abs < 0x38800000) {  // subnormal half (or zero)
+        float a;
+        memcpy(&a, &abs, sizeof a);
+        // 2^-24 is the smallest half subnormal; scale and round to nearest even.
+        const float scaled = a * 16777216.0f;
+        return (uint16_t)(sign | (uint32_t)nearbyintf(scaled));
+    }
+    uint32_t mantissa = abs & 0x7FFFFF;
+    uint32_t exponent = (abs >> 23) - 127 + 15;
+    uint32_t half = (exponent << 10) | (mantissa >> 13);
+    const uint32_t rest = mantissa & 0x1FFF;
+    if (rest > 0x1000 || (rest == 0x1000 && (half & 1))) half++;
+    return (uint16_t)(sign | half);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Portable kernels.
+
+static void quantize_row_q8_0_c(const float *x, void *vy, int64_t n) {
+    block_q8_0 *y = vy;
+    for (int64_t i = 0; i < n / GEMMA_QK; i++) {
+        float amax = 0.0f;
+        for (int j = 0; j < GEMMA_QK; j++) amax = fmaxf(amax, fabsf(x[i * GEMMA_QK + j]));
+        const float d = amax / 127.0f;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = fp32_to_fp16(d);
+        for (int j = 0; j < GEMMA_QK; j++) y[i].qs[j] = (int8_t)roundf(x[i * GEMMA_QK + j] * id);
+    }
+}
+
+static float dot_q8_0_q8_0_c(int64_t n, const void *vw, const void *vx) {
+    const block_q8_0 *w = vw, *x = vx;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / GEMMA_QK; i++) {
+        int s = 0;
+        for (int j = 0; j < GEMMA_QK; j++) s += w[i].qs[j] * x[i].qs[j];
+        sum += (float)s * gemma_fp16_to_fp32(w[i].d) * gemma_fp16_to_fp32(x[i].d);
+    }
+    return sum;
+}
+
+static float dot_q4_0_q8_0_c(int64_t n, const void *vw, const void *vx) {
+    const block_q4_0 *w = vw;
+    const block_q8_0 *x = vx;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / GEMMA_QK; i++) {
+        int s = 0;
+        for (int j = 0; j < GEMMA_QK / 2; j++) {
+            s += ((w[i].qs[j] & 0x0F) - 8) * x[i].qs[j];
+            s += ((w[i].qs[j] >> 4) - 8) * x[i].qs[j + GEMMA_QK / 2];
+        }
+        sum += (float)s * gemma_fp16_to_fp32(w[i].d) * gemma_fp16_to_fp32(x[i].d);
+    }
+    return sum;
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX2 kernels (after ggml's ggml-cpu/arch/x86/quants.c).
+
+#ifdef GEMMA_X86
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+AVX2 static inline float hsum_float_8(const __m256 x) {
+    __m128 res = _mm256_extractf128_ps(x, 1);
+    res = _mm_add_ps(res, _mm256_castps256_ps128(x));
+    res = _mm_add_ps(res, _mm_movehl_ps(res, res));
+    res = _mm_add_ss(res, _mm_movehdup_ps(res));
+    return _mm_cvtss_f32(res);
+}
+
+// Signed int8 x int8 products of 32 pairs, summed in groups of four, as 8 floats.
+AVX2 static inline __m256 mul_sum_i8_pairs_float(const __m256i x, const __m256i y) {
+    const __m256i ax = _mm256_sign_epi8(x, x);
+    const __m256i sy = _mm256_sign_epi8(y, x);
+    const __m256i dot = _mm256_maddubs_epi16(ax, sy);
+    const __m256i summed = _mm256_madd_epi16(dot, _mm256_set1_epi16(1));
+    return _mm256_cvtepi32_ps(summed);
+}
+
+AVX2 static inline __m256i bytes_from_nibbles_32(const uint8_t *rsi) {
+    const __m128i tmp = _mm_loadu_si128((const __m128i *)rsi);
+    const __m256i bytes = _mm256_set_m128i(_mm_srli_epi16(tmp, 4), tmp);
+    return _mm256_and_si256(_mm256_set1_epi8(0x0F), bytes);
+}
+
+AVX2 static inline float fp16_avx(uint16_t h) { return _cvtsh_ss(h); }
+
+AVX2 static float dot_q8_0_q8_0_avx2(int64_t n, const void *vw, const void *vx) {
+    const block_q8_0 *w = vw, *x = vx;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / GEMMA_QK; i++) {
+        const __m256 d = _mm256_set1_ps(fp16_avx(w[i].d) * fp16_avx(x[i].d));
+        const __m256i qw = _mm256_loadu_si256((const __m256i *)w[i].qs);
+        const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(qw, qx), acc);
+    }
+    return hsum_float_8(acc);
+}
+
+AVX2 static float dot_q4_0_q8_0_avx2(int64_t n, const void *vw, const void *vx) {
+    const block_q4_0 *w = vw;
+    const block_q8_0 *x = vx;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (int64_t i = 0; i < n / GEMMA_QK; i++) {
+        const __m256 d = _mm256_set1_ps(fp16_avx(w[i].d) * fp16_avx(x[i].d));
+        const __m256i qw = _mm256_sub_epi8(bytes_from_nibbles_32(w[i].qs), eight);
+        const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(qw, qx), acc);
+    }
+    return hsum_float_8(acc);
+}
+
+AVX2 static void quantize_row_q8_0_avx2(const float *x, void *vy, int64_t n) {
+    block_q8_0 *y = vy;
+    const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / GEMMA_QK; i++) {
+        __m256 v[4];
+        __m256 max_abs = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + i * GEMMA_QK + 8 * k);
+            max_abs = _mm256_max_ps(max_abs, _mm256_andnot_ps(sign_bit, v[k]));
+        }
+        __m128 max4 = _mm_max_ps(_mm256_extractf128_ps(max_abs, 1), _mm256_castps256_ps128(max_abs));
+        max4 = _mm_max_ps(max4, _mm_movehl_ps(max4, max4));
+        max4 = _mm_max_ss(max4, _mm_movehdup_ps(max4));
+        const float amax = _mm_cvtss_f32(max4);
+        const float d = amax / 127.0f;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = fp32_to_fp16(d);
+        const __m256 mul = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) {
+            q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], mul), _MM_ROUND_NEAREST));
+        }
+        // int32 -> int16 -> int8, then undo the lane interleaving of the packs.
+        __m256i p01 = _mm256_packs_epi32(q[0], q[1]);
+        __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)y[i].qs, p);
+    }
+}
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch.
+
+int gemma_kernels_use_avx2(void) {
+#ifdef GEMMA_X86
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    }
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+void gemma_quantize_row_q8_0(const float *x, void *y, int64_t n) {
+#ifdef GEMMA_X86
+    if (gemma_kernels_use_avx2()) { quantize_row_q8_0_avx2(x, y, n); return; }
+#endif
+    quantize_row_q8_0_c(x, y, n);
+}
+
+float gemma_dot_q8_0_q8_0(int64_t n, const void *w, const void *x) {
+#ifdef GEMMA_X86
+    if (gemma_kernels_use_avx2()) return dot_q8_0_q8_0_avx2(n, w, x);
+#endif
+    return dot_q8_0_q8_0_c(n, w, x);
+}
+
+float gemma_dot_q4_0_q8_0(int64_t n, const void *w, const void *x) {
+#ifdef GEMMA_X86
+    if (gemma_kernels_use_avx2()) return dot_q4_0_q8_0_avx2(n, w, x);
+#endif
+    return dot_q4_0_q8_0_c(n, w, x);
+}
+
+void gemma_matmul_quantized(int w_type, const void *w, int64_t n, int64_t row_begin, int64_t row_end,
+                            const void *x, int64_t x_rows, float *y, int64_t y_stride) {
+    const int64_t blocks = n / GEMMA_QK;
+    const size_t w_row_bytes = (size_t)blocks * (w_type == 8 ? GEMMA_Q8_0_BYTES : GEMMA_Q4_0_BYTES);
+    const size_t x_row_bytes = (size_t)blocks * GEMMA_Q8_0_BYTES;
+    float (*dot)(int64_t, const void *, const void *) = w_type == 8 ? gemma_dot_q8_0_q8_0 : gemma_dot_q4_0_q8_0;
+    for (int64_t r = row_begin; r < row_end; r++) {
+        const char *w_row = (const char *)w + (size_t)r * w_row_bytes;
+        for (int64_t t = 0; t < x_rows; t++) {
+            y[t * y_stride + r] = dot(n, w_row, (const char *)x + (size_t)t * x_row_bytes);
+        }
+    }
+}
