@@ -39,7 +39,7 @@ let package = Package(
                           path: "Services/gemma"),
 
         // Tests: one target per library.
-        .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "GemmaTokenizer"]),
+        .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "GemmaTokenizer", "GemmaQuant", "CGemmaKernels"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer"]),
         .testTarget(name: "GemmaQuantTests", dependencies: ["GemmaQuant"]),
         // Runs the built `gemma` executable the way outside checks call it.

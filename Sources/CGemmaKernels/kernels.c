@@ -196,12 +196,21 @@ AVX2 static void quantize_row_q8_0_avx2(const float *x, void *vy, int64_t n) {
 // ---------------------------------------------------------------------------------------------
 // Dispatch.
 
+static int cached_avx2 = -1;
+
+void gemma_kernels_set_avx2(int enabled) {
+    cached_avx2 = -1;
+    if (!enabled) { cached_avx2 = 0; return; }
+    (void)gemma_kernels_use_avx2();
+}
+
 int gemma_kernels_use_avx2(void) {
 #ifdef GEMMA_X86
-    static int cached = -1;
+    int cached = cached_avx2;
     if (cached < 0) {
         __builtin_cpu_init();
         cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        cached_avx2 = cached;
     }
     return cached;
 #else

@@ -15,6 +15,8 @@ extern "C" {
 
 /// Whether the AVX2 kernels are in use on this CPU.
 int gemma_kernels_use_avx2(void);
+/// Turns the AVX2 kernels off (0) or back on where the CPU has them (1); for tests.
+void gemma_kernels_set_avx2(int enabled);
 
 /// Quantizes `n` floats (n a multiple of 32) to Q8_0 blocks, as ggml quantizes activations.
 void gemma_quantize_row_q8_0(const float *x, void *y, int64_t n);
