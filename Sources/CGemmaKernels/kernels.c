@@ -1,6 +1,7 @@
 #include "gemma_kernels.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -192,6 +193,124 @@ AVX2 static void quantize_row_q8_0_avx2(const float *x, void *vy, int64_t n) {
     }
 }
 #endif
+
+// ---------------------------------------------------------------------------------------------
+// Half-precision weights.
+
+static inline float bf16_to_fp32(uint16_t h) {
+    const uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static void convert_row_c(int half_type, const uint8_t *w, int64_t n, float *out) {
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, w + 2 * i, 2);
+        out[i] = half_type == GEMMA_HALF_BF16 ? bf16_to_fp32(h) : gemma_fp16_to_fp32(h);
+    }
+}
+
+static float dot_f32_c(const float *a, const float *b, int64_t n) {
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+#ifdef GEMMA_X86
+AVX2 static void convert_row_avx2(int half_type, const uint8_t *w, int64_t n, float *out) {
+    int64_t i = 0;
+    if (half_type == GEMMA_HALF_BF16) {
+        for (; i + 8 <= n; i += 8) {
+            const __m128i h = _mm_loadu_si128((const __m128i *)(w + 2 * i));
+            const __m256i wide = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
+            _mm256_storeu_ps(out + i, _mm256_castsi256_ps(wide));
+        }
+    } else {
+        for (; i + 8 <= n; i += 8) {
+            const __m128i h = _mm_loadu_si128((const __m128i *)(w + 2 * i));
+            _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+        }
+    }
+    if (i < n) convert_row_c(half_type, w + 2 * i, n - i, out + i);
+}
+
+// Dot product of a half-precision row with an f32 row, converting on the fly (decode path).
+AVX2 static float dot_half_f32_avx2(int half_type, const uint8_t *w, const float *x, int64_t n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    if (half_type == GEMMA_HALF_BF16) {
+        for (; i + 16 <= n; i += 16) {
+            const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 2 * i));
+            const __m256 lo = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h)), 16));
+            const __m256 hi = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)), 16));
+            acc0 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + i), acc0);
+            acc1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + i + 8), acc1);
+        }
+    } else {
+        for (; i + 16 <= n; i += 16) {
+            const __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i)));
+            const __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i + 16)));
+            acc0 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + i), acc0);
+            acc1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + i + 8), acc1);
+        }
+    }
+    float sum = hsum_float_8(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, w + 2 * i, 2);
+        sum += (half_type == GEMMA_HALF_BF16 ? bf16_to_fp32(h) : gemma_fp16_to_fp32(h)) * x[i];
+    }
+    return sum;
+}
+
+AVX2 static float dot_f32_avx2(const float *a, const float *b, int64_t n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    float sum = hsum_float_8(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+#endif
+
+void gemma_convert_rows(int half_type, const void *w, int64_t rows, int64_t n, float *out) {
+    const uint8_t *bytes = w;
+    for (int64_t r = 0; r < rows; r++) {
+#ifdef GEMMA_X86
+        if (gemma_kernels_use_avx2()) { convert_row_avx2(half_type, bytes + 2 * r * n, n, out + r * n); continue; }
+#endif
+        convert_row_c(half_type, bytes + 2 * r * n, n, out + r * n);
+    }
+}
+
+void gemma_matmul_half(int half_type, const void *w, int64_t n, int64_t row_begin, int64_t row_end,
+                       const float *x, int64_t x_rows, float *y, int64_t y_stride) {
+    const uint8_t *bytes = w;
+#ifdef GEMMA_X86
+    if (gemma_kernels_use_avx2() && x_rows == 1) {
+        for (int64_t r = row_begin; r < row_end; r++) y[r] = dot_half_f32_avx2(half_type, bytes + 2 * r * n, x, n);
+        return;
+    }
+#endif
+    // Several activation rows: convert each weight row once, then dot it with every row.
+    float row_buffer[4096];
+    float *row = n <= 4096 ? row_buffer : malloc(sizeof(float) * (size_t)n);
+    for (int64_t r = row_begin; r < row_end; r++) {
+        gemma_convert_rows(half_type, bytes + 2 * r * n, 1, n, row);
+        for (int64_t t = 0; t < x_rows; t++) {
+#ifdef GEMMA_X86
+            if (gemma_kernels_use_avx2()) { y[t * y_stride + r] = dot_f32_avx2(row, x + t * n, n); continue; }
+#endif
+            y[t * y_stride + r] = dot_f32_c(row, x + t * n, n);
+        }
+    }
+    if (row != row_buffer) free(row);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Dispatch.

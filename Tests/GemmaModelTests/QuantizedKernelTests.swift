@@ -146,3 +146,37 @@ final class WeightBox {
     }
     deinit { pointer.deallocate() }
 }
+
+/// bf16 and f16 weights (decode path, batch path, both instruction sets) against f32 sgemm
+/// over the same values.
+final class HalfPrecisionKernelTests: XCTestCase {
+    func testHalfPrecisionWeightsMultiplyLikeFloat32() {
+        defer { gemma_kernels_set_avx2(1) }
+        let outputs = 37, inputs = 77
+        var state: UInt64 = 11
+        let w = (0..<outputs * inputs).map { _ -> Float in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: state) >> 40) / Float(1 << 23)
+        }
+        for type in [GGMLType.bf16, .f16] {
+            var bits: [UInt16] = w.map { type == .f16 ? Float16($0).bitPattern : UInt16($0.bitPattern >> 16) }
+            let rounded = bits.map { type == .f16 ? Float(Float16(bitPattern: $0)) : Float(bitPattern: UInt32($0) << 16) }
+            let storage = WeightBox(bits.withUnsafeBytes { Array($0) })
+            bits.removeAll()
+            let half = HalfPrecisionWeights(type: type, outputs: outputs, inputs: inputs, bytes: storage.pointer, owner: storage)
+            let exact = Float32Weights(outputs: outputs, inputs: inputs, values: rounded)
+            for avx2 in [0, 1] {
+                gemma_kernels_set_avx2(Int32(avx2))
+                for rows in [1, 3, 5, 17] {
+                    let x = Matrix(rows: rows, columns: inputs, storage: (0..<rows * inputs).map { Float($0 % 13) - 6 })
+                    let got = half(x), expected = exact(x)
+                    XCTAssertLessThan(zip(got.storage, expected.storage).map { abs($0 - $1) }.max()!, 1e-3,
+                                      "\(type) rows \(rows) avx2 \(avx2)")
+                }
+                var row = [Float](repeating: 0, count: inputs)
+                row.withUnsafeMutableBufferPointer { half.copyRow(5, into: $0.baseAddress!) }
+                XCTAssertEqual(row, Array(rounded[5 * inputs..<6 * inputs]))
+            }
+        }
+    }
+}

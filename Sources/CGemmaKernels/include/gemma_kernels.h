@@ -32,6 +32,18 @@ float gemma_dot_q4_0_q8_0(int64_t n, const void *w, const void *x);
 void gemma_matmul_quantized(int w_type, const void *w, int64_t n, int64_t row_begin, int64_t row_end,
                             const void *x, int64_t x_rows, float *y, int64_t y_stride);
 
+/// Half-precision weight types for gemma_convert_rows / gemma_matmul_half.
+#define GEMMA_HALF_F16 1
+#define GEMMA_HALF_BF16 30
+
+/// Converts `rows` rows of `n` f16 or bf16 values (unaligned is fine) to f32.
+void gemma_convert_rows(int half_type, const void *w, int64_t rows, int64_t n, float *out);
+
+/// y[t * y_stride + r] = dot(W row r, x row t) for f16/bf16 weights W (n columns) and f32
+/// activations, weight rows [row_begin, row_end), activation rows t < x_rows.
+void gemma_matmul_half(int half_type, const void *w, int64_t n, int64_t row_begin, int64_t row_end,
+                       const float *x, int64_t x_rows, float *y, int64_t y_stride);
+
 /// f16 bits to f32.
 float gemma_fp16_to_fp32(uint16_t h);
 

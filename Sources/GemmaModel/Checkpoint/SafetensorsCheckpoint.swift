@@ -1,4 +1,21 @@
 import Foundation
+import GemmaQuant
+
+/// A tensor's bytes as stored, without conversion: its element or block type, its shape in
+/// PyTorch order, and an owner that keeps the bytes (usually a memory map) alive.
+public struct RawTensor: @unchecked Sendable {
+    public let type: GGMLType
+    public let shape: [Int]
+    public let bytes: UnsafeRawBufferPointer
+    public let owner: AnyObject
+
+    public init(type: GGMLType, shape: [Int], bytes: UnsafeRawBufferPointer, owner: AnyObject) {
+        self.type = type
+        self.shape = shape
+        self.bytes = bytes
+        self.owner = owner
+    }
+}
 
 /// Read access to a checkpoint's tensors by their Hugging Face names, in PyTorch dimension
 /// order ([out, in] for matrices). Implemented by safetensors directories and GGUF files.
@@ -11,6 +28,8 @@ public protocol TensorSource: AnyObject, Sendable {
     var normWeightsIncludeOne: Bool { get }
     /// Loads tensor `name` as f32 after checking it has `shape`.
     func loadFloat32(_ name: String, shape: [Int]) throws -> [Float]
+    /// Tensor `name` as stored, after checking it has `shape`.
+    func rawTensor(_ name: String, shape: [Int]) throws -> RawTensor
 }
 
 /// A Hugging Face checkpoint directory: `config.json` plus `model.safetensors`, or several
@@ -88,7 +107,8 @@ public final class SafetensorsCheckpoint: TensorSource, @unchecked Sendable {
         return (file, info)
     }
 
-    public func loadFloat32(_ name: String, shape: [Int]) throws -> [Float] {
+    /// The tensor's file and info after checking its shape and dtype against the config.
+    private func checkedInfo(_ name: String, shape: [Int]) throws -> (file: SafetensorsFile, info: SafetensorsTensorInfo) {
         let (file, info) = try info(name)
         guard info.shape == shape else {
             throw CheckpointError.shapeMismatch(file: file.path, tensor: name, found: info.shape, expected: shape)
@@ -97,6 +117,22 @@ public final class SafetensorsCheckpoint: TensorSource, @unchecked Sendable {
             throw CheckpointError.dtypeMismatch(file: file.path, tensor: name, found: info.dtype.rawValue,
                                                 expected: declared.rawValue)
         }
+        return (file, info)
+    }
+
+    public func rawTensor(_ name: String, shape: [Int]) throws -> RawTensor {
+        let (file, info) = try checkedInfo(name, shape: shape)
+        let type: GGMLType
+        switch info.dtype {
+        case .f32: type = .f32
+        case .f16: type = .f16
+        case .bf16: type = .bf16
+        }
+        return RawTensor(type: type, shape: shape, bytes: file.rawBytes(of: info), owner: file)
+    }
+
+    public func loadFloat32(_ name: String, shape: [Int]) throws -> [Float] {
+        let (file, info) = try checkedInfo(name, shape: shape)
         let count = info.elementCount
         if count == 0 { return [] }
         return [Float](unsafeUninitializedCapacity: count) { buffer, initialized in

@@ -41,7 +41,7 @@ public final class GemmaTransformer: @unchecked Sendable {
     /// Loads layers `layers` (all by default) from a checkpoint. Tensors outside the range are
     /// never read.
     public init(source: TensorSource, layers range: Range<Int>? = nil,
-                weightLoader: WeightLoader = .float32) throws {
+                weightLoader: WeightLoader = .native) throws {
         let config = source.config
         let range = range ?? 0..<config.layerCount
         guard range.lowerBound >= 0, range.upperBound <= config.layerCount, !range.isEmpty else {

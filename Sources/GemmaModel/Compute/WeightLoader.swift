@@ -1,3 +1,5 @@
+import GemmaQuant
+
 /// Turns a checkpoint tensor into `LinearWeights` of some storage. Quantized storages add
 /// their own loaders.
 public struct WeightLoader: Sendable {
@@ -11,5 +13,24 @@ public struct WeightLoader: Sendable {
     public static let float32 = WeightLoader { source, name, outputs, inputs in
         Float32Weights(outputs: outputs, inputs: inputs,
                        values: try source.loadFloat32(name, shape: [outputs, inputs]))
+    }
+
+    /// Weights used as stored: f32 copied for OpenBLAS; bf16, f16, Q8_0 and Q4_0 computed on
+    /// in place (memory-mapped), so resident memory stays close to the file's size.
+    public static let native = WeightLoader { source, name, outputs, inputs in
+        let raw = try source.rawTensor(name, shape: [outputs, inputs])
+        switch raw.type {
+        case .f32:
+            return Float32Weights(outputs: outputs, inputs: inputs,
+                                  values: try source.loadFloat32(name, shape: [outputs, inputs]))
+        case .bf16, .f16:
+            return HalfPrecisionWeights(type: raw.type, outputs: outputs, inputs: inputs,
+                                        bytes: raw.bytes.baseAddress!, owner: raw.owner)
+        case .q8_0, .q4_0:
+            return QuantizedWeights(type: raw.type, outputs: outputs, inputs: inputs,
+                                    bytes: raw.bytes.baseAddress!, owner: raw.owner)
+        default:
+            throw CheckpointError.unsupportedDType(file: source.description, tensor: name, dtype: "\(raw.type)")
+        }
     }
 }
