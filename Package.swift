@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "GemmaModel", targets: ["GemmaModel"]),
         .library(name: "GemmaTokenizer", targets: ["GemmaTokenizer"]),
         .library(name: "GemmaQuant", targets: ["GemmaQuant"]),
+        .library(name: "GemmaConvert", targets: ["GemmaConvert"]),
+        .executable(name: "gemma-quantize", targets: ["gemma-quantize"]),
         .executable(name: "gemma", targets: ["gemma"]),
     ],
     dependencies: [
@@ -31,17 +33,24 @@ let package = Package(
         .target(name: "GemmaQuant", swiftSettings: computeFlags),
         .target(name: "GemmaModel", dependencies: ["COpenBLAS", "CGemmaKernels", "GemmaQuant"], swiftSettings: computeFlags),
         .target(name: "GemmaTokenizer", dependencies: ["CSentencePiece"]),
+        .target(name: "GemmaConvert", dependencies: ["GemmaModel", "GemmaQuant", "GemmaTokenizer"],
+                swiftSettings: computeFlags),
 
         // Services: thin executables over the libraries.
         .executableTarget(name: "gemma",
-                          dependencies: ["GemmaModel", "GemmaTokenizer",
+                          dependencies: ["GemmaModel", "GemmaTokenizer", "GemmaConvert",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Services/gemma"),
+        .executableTarget(name: "gemma-quantize",
+                          dependencies: ["GemmaConvert", "GemmaModel", "GemmaQuant", "GemmaTokenizer",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Services/gemma-quantize"),
 
         // Tests: one target per library.
         .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "GemmaTokenizer", "GemmaQuant", "CGemmaKernels"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer"]),
         .testTarget(name: "GemmaQuantTests", dependencies: ["GemmaQuant"]),
+        .testTarget(name: "GemmaConvertTests", dependencies: ["GemmaConvert", "GemmaModel", "GemmaQuant", "GemmaTokenizer"]),
         // Runs the built `gemma` executable the way outside checks call it.
         .testTarget(name: "GemmaCLITests"),
     ],

@@ -57,8 +57,9 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let tokenizer = try modelOptions.loadTokenizer()
-        let model = try modelOptions.loadTransformer()
+        let loaded = try modelOptions.load()
+        let tokenizer = loaded.tokenizer
+        let model = try loaded.transformer()
         let promptTokens: [Int32]
         if let tokens {
             promptTokens = try parseTokenList(tokens)

@@ -17,7 +17,7 @@ struct LogitsCommand: ParsableCommand {
     func run() throws {
         let ids = try parseTokenList(tokens)
         guard !ids.isEmpty else { throw ValidationError("--tokens is empty") }
-        let model = try modelOptions.loadTransformer()
+        let model = try modelOptions.load().transformer()
         let logits = try model.forward(tokens: ids, startPosition: 0, cache: model.makeCache())
         try printJSON(["logits": logits.storage.map(Double.init)])
     }

@@ -1,11 +1,13 @@
 import ArgumentParser
 import Foundation
+import GemmaConvert
 import GemmaModel
 import GemmaTokenizer
 
-/// `--model PATH`: a checkpoint directory (config.json, safetensors, tokenizer.model).
+/// `--model PATH`: a checkpoint directory (config.json, safetensors, tokenizer.model) or a
+/// GGUF file.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Checkpoint directory (config.json, *.safetensors, tokenizer.model).")
+    @Option(name: .long, help: "Checkpoint directory (config.json, *.safetensors, tokenizer.model) or a .gguf file.")
     var model: String
 
     func validate() throws {
@@ -14,12 +16,8 @@ struct ModelOptions: ParsableArguments {
         }
     }
 
-    func loadTransformer() throws -> GemmaTransformer {
-        try GemmaTransformer(source: SafetensorsCheckpoint(directory: model))
-    }
-
-    func loadTokenizer() throws -> GemmaTokenizer {
-        try GemmaTokenizer(contentsOf: URL(fileURLWithPath: model).appendingPathComponent("tokenizer.model").path)
+    func load() throws -> LoadedModel {
+        try LoadedModel(path: model)
     }
 }
 

@@ -26,8 +26,9 @@ struct PerplexityCommand: ParsableCommand {
         guard let text = String(data: data, encoding: .utf8) else {
             throw ValidationError("--file \(file): not UTF-8 text")
         }
-        let tokenizer = try modelOptions.loadTokenizer()
-        let model = try modelOptions.loadTransformer()
+        let loaded = try modelOptions.load()
+        let tokenizer = loaded.tokenizer
+        let model = try loaded.transformer()
         let tokens = tokenizer.encode(text, addBOS: true)
         let evaluator = try PerplexityEvaluator(model: model, contextLength: ctx, bos: tokenizer.bos)
         let chunks = evaluator.chunkCount(tokenCount: tokens.count)

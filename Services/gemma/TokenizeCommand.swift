@@ -18,7 +18,7 @@ struct TokenizeCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let tokenizer = try modelOptions.loadTokenizer()
+        let tokenizer = try modelOptions.load().tokenizer
         try printJSON(["ids": tokenizer.encode(text, addBOS: bos).map(Int.init)])
     }
 }

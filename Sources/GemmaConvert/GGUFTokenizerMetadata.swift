@@ -1,0 +1,71 @@
+import GemmaModel
+import GemmaQuant
+import GemmaTokenizer
+
+/// The tokenizer as GGUF metadata (`tokenizer.ggml.*`, llama.cpp's SentencePiece conventions)
+/// and back: exported from a `tokenizer.model` when converting, and rebuilt into a working
+/// SentencePiece model when a GGUF file comes without one.
+public enum GGUFTokenizerMetadata {
+    typealias Key = GemmaGGUFNames.Key
+
+    /// Metadata entries for the tokenizer in `tokenizer.model` bytes.
+    public static func entries(fromModel bytes: [UInt8], source: String) throws -> [(String, GGUFValue)] {
+        let proto = try SentencePieceModelProto(serialized: bytes, source: source)
+        let tokenizer = try GemmaTokenizer(serializedModel: bytes, source: source)
+        var entries: [(String, GGUFValue)] = [
+            (Key.tokenizerModel, .string("llama")),
+            (Key.tokenizerPre, .string("default")),
+            (Key.tokens, .array(.string(proto.pieces.map(\.piece)))),
+            (Key.scores, .array(.float32(proto.pieces.map(\.score)))),
+            (Key.tokenTypes, .array(.int32(proto.pieces.map(\.type.rawValue)))),
+            (Key.bosID, .uint32(UInt32(tokenizer.bos))),
+            (Key.eosID, .uint32(UInt32(tokenizer.eos))),
+            (Key.unknownID, .uint32(UInt32(tokenizer.unknown))),
+        ]
+        if let pad = tokenizer.pad { entries.append((Key.paddingID, .uint32(UInt32(pad)))) }
+        if let endOfTurn = tokenizer.endOfTurn { entries.append((Key.eotID, .uint32(UInt32(endOfTurn)))) }
+        entries += [(Key.addBOS, .bool(true)), (Key.addEOS, .bool(false)), (Key.addSpacePrefix, .bool(proto.addDummyPrefix))]
+        return entries
+    }
+
+    /// The tokenizer metadata entries of a GGUF file, to carry over unchanged.
+    public static func entries(of file: GGUFFile) -> [(String, GGUFValue)] {
+        file.metadata.entries.filter { $0.key.hasPrefix("tokenizer.") }.map { ($0.key, $0.value) }
+    }
+
+    /// A SentencePiece model rebuilt from a GGUF file's tokenizer metadata.
+    public static func tokenizer(from file: GGUFFile) throws -> GemmaTokenizer {
+        let model = try file.string(Key.tokenizerModel)
+        guard model == "llama" else {
+            throw GGUFError(path: file.path, problem: .wrongType(key: Key.tokenizerModel, expected: "\"llama\" (SentencePiece)", found: "\"\(model)\""))
+        }
+        let tokens = try file.stringArray(Key.tokens)
+        let scores = try file.floatArray(Key.scores)
+        let types = try file.intArray(Key.tokenTypes)
+        guard scores.count == tokens.count, types.count == tokens.count else {
+            throw GGUFError(path: file.path, problem: .valueOutOfRange(
+                key: Key.scores, value: "\(tokens.count) tokens, \(scores.count) scores, \(types.count) token types"))
+        }
+        var pieces: [SentencePieceModelProto.Piece] = []
+        pieces.reserveCapacity(tokens.count)
+        for i in 0..<tokens.count {
+            guard var type = SentencePieceModelProto.PieceType(rawValue: Int32(types[i])) else {
+                throw GGUFError(path: file.path, problem: .valueOutOfRange(key: Key.tokenTypes, value: "token \(i) has type \(types[i])"))
+            }
+            // llama.cpp's converter may mark the chat markers as control tokens; SentencePiece
+            // only matches them in text as user-defined symbols.
+            if type == .control, [GemmaTokenizer.startOfTurnPiece, GemmaTokenizer.endOfTurnPiece].contains(tokens[i]) {
+                type = .userDefined
+            }
+            pieces.append(.init(piece: tokens[i], score: scores[i], type: type))
+        }
+        var proto = SentencePieceModelProto(pieces: pieces)
+        proto.bosID = Int32(try file.int(Key.bosID))
+        proto.eosID = Int32(try file.int(Key.eosID))
+        proto.unknownID = file.contains(Key.unknownID) ? Int32(try file.int(Key.unknownID)) : Int32(pieces.firstIndex { $0.type == .unknown } ?? 0)
+        proto.padID = file.contains(Key.paddingID) ? Int32(try file.int(Key.paddingID)) : -1
+        proto.addDummyPrefix = file.contains(Key.addSpacePrefix) ? try file.bool(Key.addSpacePrefix) : false
+        proto.byteFallback = pieces.contains { $0.type == .byte }
+        return try GemmaTokenizer(serializedModel: proto.serialized(), source: "tokenizer metadata of \(file.path)")
+    }
+}
