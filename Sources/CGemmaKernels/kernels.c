@@ -313,6 +313,33 @@ void gemma_matmul_half(int half_type, const void *w, int64_t n, int64_t row_begi
 }
 
 // ---------------------------------------------------------------------------------------------
+// Memory bandwidth probe.
+
+#ifdef GEMMA_X86
+AVX2 static float read_memory_avx2(const void *buffer, int64_t bytes) {
+    const __m256 *p = buffer;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < bytes / 32; i += 4) {
+        a0 = _mm256_add_ps(a0, _mm256_load_ps((const float *)(p + i)));
+        a1 = _mm256_add_ps(a1, _mm256_load_ps((const float *)(p + i + 1)));
+        a2 = _mm256_add_ps(a2, _mm256_load_ps((const float *)(p + i + 2)));
+        a3 = _mm256_add_ps(a3, _mm256_load_ps((const float *)(p + i + 3)));
+    }
+    return hsum_float_8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}
+#endif
+
+float gemma_read_memory(const void *buffer, int64_t bytes) {
+#ifdef GEMMA_X86
+    if (gemma_kernels_use_avx2()) return read_memory_avx2(buffer, bytes);
+#endif
+    const uint64_t *p = buffer;
+    uint64_t sum = 0;
+    for (int64_t i = 0; i < bytes / 8; i++) sum += p[i];
+    return (float)sum;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Dispatch.
 
 static int cached_avx2 = -1;

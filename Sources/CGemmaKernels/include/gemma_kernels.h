@@ -44,6 +44,10 @@ void gemma_convert_rows(int half_type, const void *w, int64_t rows, int64_t n, f
 void gemma_matmul_half(int half_type, const void *w, int64_t n, int64_t row_begin, int64_t row_end,
                        const float *x, int64_t x_rows, float *y, int64_t y_stride);
 
+/// Reads `bytes` bytes (a multiple of 128) with wide loads and returns a checksum, to measure
+/// memory read bandwidth.
+float gemma_read_memory(const void *buffer, int64_t bytes);
+
 /// f16 bits to f32.
 float gemma_fp16_to_fp32(uint16_t h);
 

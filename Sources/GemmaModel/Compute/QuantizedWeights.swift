@@ -27,8 +27,8 @@ public struct QuantizedWeights: LinearWeights, @unchecked Sendable {
 
     public var byteCount: Int { outputs * type.rowBytes(inputs) }
 
-    /// Threads the output rows are split across.
-    static let threadCount = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8))
+    /// Threads the output rows of quantized and half-precision products are split across.
+    nonisolated(unsafe) public static var threadCount = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8))
 
     public func multiply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
         let activationRowBytes = GGMLType.q8_0.rowBytes(inputs)
