@@ -52,9 +52,9 @@ public enum GGUFTokenizerMetadata {
             guard var type = SentencePieceModelProto.PieceType(rawValue: Int32(types[i])) else {
                 throw GGUFError(path: file.path, problem: .valueOutOfRange(key: Key.tokenTypes, value: "token \(i) has type \(types[i])"))
             }
-            // llama.cpp's converter may mark the chat markers as control tokens; SentencePiece
-            // only matches them in text as user-defined symbols.
-            if type == .control, [GemmaTokenizer.startOfTurnPiece, GemmaTokenizer.endOfTurnPiece].contains(tokens[i]) {
+            // llama.cpp's converter marks the chat markers normal (or, with a tokenizer_config,
+            // control); SentencePiece matches them in text only as user-defined symbols.
+            if type == .control || type == .normal, [GemmaTokenizer.startOfTurnPiece, GemmaTokenizer.endOfTurnPiece].contains(tokens[i]) {
                 type = .userDefined
             }
             pieces.append(.init(piece: tokens[i], score: scores[i], type: type))
