@@ -129,6 +129,10 @@ public struct SentencePieceModelProto: Sendable, Equatable {
         trainer.varint(41, UInt64(bitPattern: Int64(bosID)))
         trainer.varint(42, UInt64(bitPattern: Int64(eosID)))
         trainer.varint(43, UInt64(bitPattern: Int64(padID)))
+        // SentencePiece finds its special ids by these pieces (defaults <unk>, <s>, </s>, <pad>).
+        for (field, id) in [(45, unknownID), (46, bosID), (47, eosID), (48, padID)] where id >= 0 && Int(id) < pieces.count {
+            trainer.bytes(field, Array(pieces[Int(id)].piece.utf8))
+        }
         out.bytes(2, trainer.buffer)
         var normalizer = ProtoWriter()
         normalizer.bytes(1, Array(normalizerName.utf8))

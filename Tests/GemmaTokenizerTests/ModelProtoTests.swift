@@ -57,4 +57,14 @@ final class ModelProtoTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("short"))
         }
     }
+
+    func testRebuiltModelKeepsSpecialPiecesWithGemmaNames() throws {
+        var pieces = [("<pad>", SentencePieceModelProto.PieceType.control), ("<eos>", .control), ("<bos>", .control), ("<unk>", .unknown)]
+            .map { SentencePieceModelProto.Piece(piece: $0.0, score: 0, type: $0.1) }
+        pieces += (0..<256).map { SentencePieceModelProto.Piece(piece: String(format: "<0x%02X>", $0), score: 0, type: .byte) }
+        pieces.append(.init(piece: "a", score: -1, type: .normal))
+        let tokenizer = try GemmaTokenizer(serializedModel: SentencePieceModelProto(pieces: pieces).serialized(), source: "gemma names")
+        XCTAssertEqual([tokenizer.pad, tokenizer.eos, tokenizer.bos, tokenizer.unknown], [0, 1, 2, 3])
+        XCTAssertEqual(tokenizer.encode("ab", addBOS: true), [2, 260, 102])
+    }
 }
