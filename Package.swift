@@ -11,10 +11,15 @@ let package = Package(
         .library(name: "GemmaModel", targets: ["GemmaModel"]),
         .library(name: "GemmaTokenizer", targets: ["GemmaTokenizer"]),
         .library(name: "GemmaQuant", targets: ["GemmaQuant"]),
+        .library(name: "GemmaWire", targets: ["GemmaWire"]),
+        .executable(name: "gemma-tokenizer", targets: ["gemma-tokenizer"]),
         .executable(name: "gemma", targets: ["gemma"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Thin C modules over Debian's libraries.
@@ -24,6 +29,7 @@ let package = Package(
                 cxxSettings: [.unsafeFlags(["-std=c++17"])],
                 linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("stdc++")]),
 
+        .systemLibrary(name: "CNNG", path: "Sources/CNNG", providers: [.apt(["libnng-dev"])]),
         .target(name: "CGemmaKernels", path: "Sources/CGemmaKernels",
                 cSettings: [.unsafeFlags(["-O3"])]),
 
@@ -31,17 +37,30 @@ let package = Package(
         .target(name: "GemmaQuant", swiftSettings: computeFlags),
         .target(name: "GemmaModel", dependencies: ["COpenBLAS", "CGemmaKernels", "GemmaQuant"], swiftSettings: computeFlags),
         .target(name: "GemmaTokenizer", dependencies: ["CSentencePiece"]),
+        .target(name: "GemmaWire", dependencies: [
+            "CNNG",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
 
         // Services: thin executables over the libraries.
         .executableTarget(name: "gemma",
                           dependencies: ["GemmaModel", "GemmaTokenizer",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Services/gemma"),
+        .executableTarget(name: "gemma-tokenizer",
+                          dependencies: ["GemmaTokenizer", "GemmaWire",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                         .product(name: "Logging", package: "swift-log"),
+                                         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                          path: "Services/gemma-tokenizer"),
 
         // Tests: one target per library.
         .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "GemmaTokenizer"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer"]),
         .testTarget(name: "GemmaQuantTests", dependencies: ["GemmaQuant"]),
+        .testTarget(name: "GemmaWireTests", dependencies: ["GemmaWire", "GemmaTokenizer"]),
         // Runs the built `gemma` executable the way outside checks call it.
         .testTarget(name: "GemmaCLITests"),
     ],
