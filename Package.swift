@@ -42,7 +42,7 @@ let package = Package(
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
+        ], exclude: ["Generated/SOURCES.sha256"]),
 
         // Services: thin executables over the libraries.
         .executableTarget(name: "gemma",
