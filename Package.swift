@@ -12,7 +12,9 @@ let package = Package(
         .library(name: "GemmaTokenizer", targets: ["GemmaTokenizer"]),
         .library(name: "GemmaQuant", targets: ["GemmaQuant"]),
         .library(name: "GemmaWire", targets: ["GemmaWire"]),
+        .library(name: "GemmaTokenizerService", targets: ["GemmaTokenizerService"]),
         .executable(name: "gemma-tokenizer", targets: ["gemma-tokenizer"]),
+        .executable(name: "gemma-wire-bench", targets: ["gemma-wire-bench"]),
         .executable(name: "gemma", targets: ["gemma"]),
     ],
     dependencies: [
@@ -43,6 +45,11 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], exclude: ["Generated/SOURCES.sha256"]),
+        // The Tokenizer service's handlers: GemmaTokenizer behind gemma.v1.Tokenizer.
+        .target(name: "GemmaTokenizerService", dependencies: [
+            "GemmaTokenizer", "GemmaWire",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
 
         // Services: thin executables over the libraries.
         .executableTarget(name: "gemma",
@@ -50,17 +57,23 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Services/gemma"),
         .executableTarget(name: "gemma-tokenizer",
-                          dependencies: ["GemmaTokenizer", "GemmaWire",
+                          dependencies: ["GemmaTokenizer", "GemmaWire", "GemmaTokenizerService",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log"),
                                          .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
                           path: "Services/gemma-tokenizer"),
 
+        // Benchmarks (not tests): run in release.
+        .executableTarget(name: "gemma-wire-bench",
+                          dependencies: ["GemmaWire",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Benchmarks/gemma-wire-bench"),
+
         // Tests: one target per library.
         .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "GemmaTokenizer"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer"]),
         .testTarget(name: "GemmaQuantTests", dependencies: ["GemmaQuant"]),
-        .testTarget(name: "GemmaWireTests", dependencies: ["GemmaWire", "GemmaTokenizer"]),
+        .testTarget(name: "GemmaWireTests", dependencies: ["GemmaWire", "GemmaTokenizer", "GemmaTokenizerService"]),
         // Runs the built `gemma` executable the way outside checks call it.
         .testTarget(name: "GemmaCLITests"),
     ],
