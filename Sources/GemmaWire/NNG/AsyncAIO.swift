@@ -16,7 +16,11 @@ private final class AIOCompletion: @unchecked Sendable {
 
     /// Runs on nng's thread: hands the result to the waiting task and returns at once.
     func complete() {
-        let result = nng_aio_result(aio)
+        resume(with: nng_aio_result(aio))
+    }
+
+    /// Resumes the waiting task with `result` (once).
+    func resume(with result: Int32) {
         lock.lock()
         let continuation = waiter
         waiter = nil
@@ -58,13 +62,17 @@ final class AsyncAIO: @unchecked Sendable {
 
     /// Starts an operation on this aio with `start` (for example `nng_ctx_recv(ctx, aio)`)
     /// and waits for it. Returns nng's result: 0, `NNG_ETIMEDOUT` after `timeout`,
-    /// `NNG_ECANCELED` when the task was cancelled, `NNG_ECLOSED`, ...
-    func perform(timeout: nng_duration, _ start: (OpaquePointer) -> Void) async -> Int32 {
+    /// `NNG_ECANCELED` when the task was cancelled, `NNG_ECLOSED`, ... `start` returns
+    /// false when it could not start the operation (its socket is closed): that is `NNG_ECLOSED`.
+    func perform(timeout: nng_duration, _ start: (OpaquePointer) -> Bool) async -> Int32 {
         nng_aio_set_timeout(handle, timeout)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
                 completion.setWaiter(continuation)
-                start(handle)
+                guard start(handle) else {
+                    completion.resume(with: NNGError.closed)
+                    return
+                }
                 // A cancellation that arrived before the operation started found nothing to cancel.
                 if Task.isCancelled { nng_aio_cancel(handle) }
             }

@@ -2,12 +2,18 @@ import CNNG
 import Foundation
 
 /// An nng socket (REQ or REP), closed once, explicitly or when the last reference goes.
+///
+/// Calls on its contexts go through `whileOpen`, which `close()` excludes: nng 1.5 can free a
+/// socket's protocol state while a context call that started before `nng_close` is still
+/// finishing (the context's release wakes the closer before it is done), so no context call
+/// may overlap the close.
 final class NNGSocket: @unchecked Sendable {
     enum Kind: String { case request = "req0", reply = "rep0" }
 
     let handle: nng_socket
     let kind: Kind
-    private let lock = NSLock()
+    private let usage = ReadWriteLock()
+    /// Guarded by `usage` (written under its write lock).
     private var closed = false
 
     /// Opens a socket that accepts messages of at most `maxMessageBytes` (nng drops larger
@@ -58,19 +64,25 @@ final class NNGSocket: @unchecked Sendable {
     }
 
     /// Closes the socket: pending operations on it and its contexts end with `NNG_ECLOSED`.
-    /// Blocks briefly; never call it from an aio callback.
+    /// Waits for context calls in progress; blocks briefly; never call it from an aio callback.
     func close() {
-        lock.lock()
-        let wasOpen = !closed
+        usage.lockForWriting()
+        defer { usage.unlock() }
+        guard !closed else { return }
         closed = true
-        lock.unlock()
-        if wasOpen { nng_close(handle) }
+        nng_close(handle)
+    }
+
+    /// Runs `body` (a call on one of the socket's contexts) unless the socket is closed;
+    /// `close()` waits until no such call runs.
+    func whileOpen<T>(_ body: () -> T) -> T? {
+        usage.lockForReading()
+        defer { usage.unlock() }
+        return closed ? nil : body()
     }
 
     var isClosed: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return closed
+        whileOpen { false } ?? true
     }
 
     deinit { close() }
@@ -86,14 +98,19 @@ final class NNGContext: @unchecked Sendable {
 
     init(socket: NNGSocket) throws(NNGError) {
         var context = nng_ctx()
-        try nngCheck(nng_ctx_open(&context, socket.handle), "nng_ctx_open")
-        if socket.kind == .request {
-            try nngCheck(gemma_nng_ctx_disable_resend(context), "set NNG_OPT_REQ_RESENDTIME on a context")
-        }
+        let opened: Int32 = socket.whileOpen {
+            var rv = nng_ctx_open(&context, socket.handle)
+            if rv == 0 && socket.kind == .request {
+                rv = gemma_nng_ctx_disable_resend(context)
+                if rv != 0 { nng_ctx_close(context) }
+            }
+            return rv
+        } ?? NNGError.closed
+        try nngCheck(opened, "nng_ctx_open")
         do {
             self.aio = try AsyncAIO()
         } catch {
-            nng_ctx_close(context)
+            _ = socket.whileOpen { nng_ctx_close(context) }
             throw error
         }
         self.context = context
@@ -101,7 +118,8 @@ final class NNGContext: @unchecked Sendable {
     }
 
     deinit {
-        nng_ctx_close(context)
+        // A closed socket has closed its contexts already.
+        _ = socket.whileOpen { nng_ctx_close(context) }
     }
 
     /// Sends `bytes` as one message; returns nng's result (the message is freed on failure).
@@ -111,7 +129,10 @@ final class NNGContext: @unchecked Sendable {
         guard allocated == 0, let message else { return allocated }
         nng_aio_set_msg(aio.handle, message)
         let context = self.context
-        let result = await aio.perform(timeout: timeout) { nng_ctx_send(context, $0) }
+        let socket = self.socket
+        let result = await aio.perform(timeout: timeout) { aio in
+            socket.whileOpen { nng_ctx_send(context, aio) } != nil
+        }
         if result != 0, let unsent = gemma_nng_aio_take_msg(aio.handle) {
             nng_msg_free(unsent)
         }
@@ -121,7 +142,10 @@ final class NNGContext: @unchecked Sendable {
     /// Receives one message; on failure returns nng's result.
     func receive(timeout: nng_duration) async -> Result<[UInt8], NNGError> {
         let context = self.context
-        let result = await aio.perform(timeout: timeout) { nng_ctx_recv(context, $0) }
+        let socket = self.socket
+        let result = await aio.perform(timeout: timeout) { aio in
+            socket.whileOpen { nng_ctx_recv(context, aio) } != nil
+        }
         guard result == 0 else { return .failure(NNGError(operation: "nng_ctx_recv", code: result)) }
         guard let message = gemma_nng_aio_take_msg(aio.handle) else {
             return .failure(NNGError(operation: "nng_ctx_recv (no message)", code: Int32(NNG_EINTERNAL.rawValue)))
@@ -131,4 +155,24 @@ final class NNGContext: @unchecked Sendable {
         guard length > 0, let body = nng_msg_body(message) else { return .success([]) }
         return .success([UInt8](UnsafeRawBufferPointer(start: body, count: length)))
     }
+}
+
+/// A pthread read-write lock: many readers at once, or one writer.
+final class ReadWriteLock: @unchecked Sendable {
+    private let lock: UnsafeMutablePointer<pthread_rwlock_t>
+
+    init() {
+        lock = .allocate(capacity: 1)
+        lock.initialize(to: pthread_rwlock_t())
+        pthread_rwlock_init(lock, nil)
+    }
+
+    deinit {
+        pthread_rwlock_destroy(lock)
+        lock.deallocate()
+    }
+
+    func lockForReading() { pthread_rwlock_rdlock(lock) }
+    func lockForWriting() { pthread_rwlock_wrlock(lock) }
+    func unlock() { pthread_rwlock_unlock(lock) }
 }

@@ -15,8 +15,8 @@ import SwiftProtobuf
 /// over `maxMessageBytes` never reach the server: nng drops them and closes their connection.
 ///
 /// As a swift-service-lifecycle `Service`, `run()` serves until a graceful shutdown (SIGTERM in
-/// a `ServiceGroup`, or `shutdownGracefully()`): it stops accepting connections, answers new
-/// requests UNAVAILABLE, lets in-flight requests finish within `shutdownGracePeriod`, and
+/// a `ServiceGroup`, or `shutdownGracefully()`): it answers new requests UNAVAILABLE (so that
+/// clients retry elsewhere), lets in-flight requests finish within `shutdownGracePeriod`, and
 /// returns. Cancelling the task that runs it stops at once.
 public final class RPCServer: Service, @unchecked Sendable {
     /// Settings of a server.
@@ -106,13 +106,11 @@ public final class RPCServer: Service, @unchecked Sendable {
     public func start() throws(RPCError) {
         if state.withLock({ $0.socket != nil }) { return }
         let socket: NNGSocket
-        var listeners: [nng_listener] = []
         var bound: [String] = []
         do {
             socket = try NNGSocket(.reply, maxMessageBytes: configuration.maxMessageBytes)
             for url in urls {
                 let listener = try socket.listen(url)
-                listeners.append(listener)
                 bound.append(Self.boundURL(url, listener: listener))
             }
         } catch {
@@ -129,7 +127,6 @@ public final class RPCServer: Service, @unchecked Sendable {
         }
         state.withLock {
             $0.socket = socket
-            $0.listeners = listeners
             $0.boundURLs = bound
             $0.contexts = contexts
         }
@@ -145,6 +142,11 @@ public final class RPCServer: Service, @unchecked Sendable {
     /// Requests whose handlers are running now.
     public var inFlightRequests: Int {
         state.withLock { $0.inFlight }
+    }
+
+    /// Whether a graceful shutdown has begun (new requests are answered UNAVAILABLE).
+    public var isDraining: Bool {
+        state.withLock { $0.draining }
     }
 
     /// Starts a graceful shutdown of `run()`, as SIGTERM does in a `ServiceGroup`.
@@ -178,11 +180,12 @@ public final class RPCServer: Service, @unchecked Sendable {
 
     /// Stops accepting work, waits (boundedly) for in-flight requests, then closes the socket.
     private func drainAndClose() async {
-        let (socket, listeners) = state.withLock { state -> (NNGSocket?, [nng_listener]) in
+        // The listeners stay open: closing one would also drop its connections, and with them
+        // the replies of requests in flight. New requests are answered UNAVAILABLE instead.
+        let socket = state.withLock { state -> NNGSocket? in
             state.draining = true
-            return (state.socket, state.listeners)
+            return state.socket
         }
-        for listener in listeners { nng_listener_close(listener) }
         if !Task.isCancelled {
             let inFlight = inFlightRequests
             logger.info("shutting down", metadata: ["in_flight": "\(inFlight)",
@@ -348,7 +351,6 @@ private final class ServerState: @unchecked Sendable {
     struct Fields {
         var handlers: [String: RPCServer.RawHandler] = [:]
         var socket: NNGSocket?
-        var listeners: [nng_listener] = []
         var boundURLs: [String] = []
         var contexts: [NNGContext] = []
         var inFlight = 0
