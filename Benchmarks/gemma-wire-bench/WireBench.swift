@@ -24,10 +24,10 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Request (and reply) payload size in bytes.")
     var payloadBytes = 12 * 1024
 
-    @Option(help: "Transports to measure: ipc, tcp, inproc (inproc runs the server in this process).")
+    @Option(parsing: .upToNextOption, help: "Transports to measure: ipc, tcp, inproc (inproc runs the server in this process).")
     var transports: [String] = ["ipc", "tcp"]
 
-    @Option(help: "Concurrent callers on one client socket, one measurement each.")
+    @Option(parsing: .upToNextOption, help: "Concurrent callers on one client socket, one measurement each.")
     var concurrency: [Int] = [1, 16]
 
     @Option(help: "Seconds each measurement runs.")

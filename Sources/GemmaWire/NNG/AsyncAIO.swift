@@ -1,31 +1,61 @@
 import CNNG
 import Foundation
 
-/// The continuation of the task waiting on one aio, shared with nng's callback thread.
+/// The state of one aio's current operation, shared with nng's callback thread.
 private final class AIOCompletion: @unchecked Sendable {
+    private enum State {
+        case idle
+        /// Started; the task waiting for it, if it waits already.
+        case running(CheckedContinuation<Int32, Never>?)
+        /// Finished before anyone waited.
+        case finished(Int32)
+    }
+
     private let lock = NSLock()
-    private var waiter: CheckedContinuation<Int32, Never>?
+    private var state = State.idle
     /// Set once, right after the aio is allocated (before any operation can complete).
     var aio: OpaquePointer?
 
-    func setWaiter(_ continuation: CheckedContinuation<Int32, Never>) {
+    func begin() {
         lock.lock()
-        waiter = continuation
+        state = .running(nil)
         lock.unlock()
     }
 
-    /// Runs on nng's thread: hands the result to the waiting task and returns at once.
+    /// Runs on nng's thread: hands the result on and returns at once.
     func complete() {
-        resume(with: nng_aio_result(aio))
+        finish(with: nng_aio_result(aio))
     }
 
-    /// Resumes the waiting task with `result` (once).
-    func resume(with result: Int32) {
+    /// Records the operation's result and resumes its waiter, if any.
+    func finish(with result: Int32) {
         lock.lock()
-        let continuation = waiter
-        waiter = nil
-        lock.unlock()
-        continuation?.resume(returning: result)
+        switch state {
+        case .running(let waiter?):
+            state = .idle
+            lock.unlock()
+            waiter.resume(returning: result)
+        default:
+            state = .finished(result)
+            lock.unlock()
+        }
+    }
+
+    /// Waits for the current operation's result.
+    func wait(_ continuation: CheckedContinuation<Int32, Never>) {
+        lock.lock()
+        switch state {
+        case .finished(let result):
+            state = .idle
+            lock.unlock()
+            continuation.resume(returning: result)
+        case .running:
+            state = .running(continuation)
+            lock.unlock()
+        case .idle:
+            lock.unlock()
+            continuation.resume(returning: Int32(NNG_ESTATE.rawValue))
+        }
     }
 }
 
@@ -36,8 +66,8 @@ private func aioCompletionCallback(_ argument: UnsafeMutableRawPointer?) {
     Unmanaged<AIOCompletion>.fromOpaque(argument).takeUnretainedValue().complete()
 }
 
-/// One `nng_aio` driven with async/await: `perform` starts an operation and suspends the
-/// calling task (no thread waits) until nng's callback reports the result.
+/// One `nng_aio` driven with async/await: `start` begins an operation, `result()` suspends
+/// the calling task (no thread waits) until nng's callback reports it; `perform` does both.
 ///
 /// One operation at a time. Freed (after any running callback returns) when the last
 /// reference goes, which is always on a task, never inside the callback.
@@ -60,24 +90,34 @@ final class AsyncAIO: @unchecked Sendable {
         nng_aio_free(handle)
     }
 
-    /// Starts an operation on this aio with `start` (for example `nng_ctx_recv(ctx, aio)`)
-    /// and waits for it. Returns nng's result: 0, `NNG_ETIMEDOUT` after `timeout`,
-    /// `NNG_ECANCELED` when the task was cancelled, `NNG_ECLOSED`, ... `start` returns
-    /// false when it could not start the operation (its socket is closed): that is `NNG_ECLOSED`.
-    func perform(timeout: nng_duration, _ start: (OpaquePointer) -> Bool) async -> Int32 {
+    /// Begins an operation with `start` (for example `nng_ctx_recv(ctx, aio)`), to finish
+    /// within `timeout`. `start` returns false when it could not begin the operation (its
+    /// socket is closed); the result is then `NNG_ECLOSED`.
+    func start(timeout: nng_duration, _ start: (OpaquePointer) -> Bool) {
         nng_aio_set_timeout(handle, timeout)
-        return await withTaskCancellationHandler {
+        completion.begin()
+        if !start(handle) {
+            completion.finish(with: NNGError.closed)
+        }
+    }
+
+    /// Waits for the operation begun with `start`: 0, `NNG_ETIMEDOUT`, `NNG_ECANCELED` when
+    /// the task was cancelled, `NNG_ECLOSED`, ...
+    func result() async -> Int32 {
+        await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
-                completion.setWaiter(continuation)
-                guard start(handle) else {
-                    completion.resume(with: NNGError.closed)
-                    return
-                }
-                // A cancellation that arrived before the operation started found nothing to cancel.
+                completion.wait(continuation)
+                // A cancellation that came before we waited found nothing to cancel.
                 if Task.isCancelled { nng_aio_cancel(handle) }
             }
         } onCancel: {
             nng_aio_cancel(self.handle)
         }
+    }
+
+    /// `start` then `result()`.
+    func perform(timeout: nng_duration, _ start: (OpaquePointer) -> Bool) async -> Int32 {
+        self.start(timeout: timeout, start)
+        return await result()
     }
 }

@@ -175,6 +175,9 @@ public final class RPCClient: Sendable {
             if let limit = policy.attemptTimeout, !isLastAttempt {
                 budget = budget.map { min($0, limit) } ?? limit
             }
+            // Whether this try may wait until the deadline (then its timeout is the deadline's,
+            // even if nng's millisecond timer fires a little early).
+            let waitsUntilDeadline = remaining != nil && budget == remaining
 
             envelope.attempt = attempt
             let bytes: [UInt8]
@@ -215,7 +218,7 @@ public final class RPCClient: Sendable {
                 switch error.code {
                 case NNGError.timedOut:
                     lastProblem = "no reply within the try's time limit"
-                    if deadline.hasPassed {
+                    if waitsUntilDeadline || deadline.hasPassed {
                         throw deadlineExceeded(method, requestID, deadline, attempts: attempt, lastProblem: lastProblem)
                     }
                     if isLastAttempt {

@@ -53,6 +53,7 @@ public final class RPCServer: Service, @unchecked Sendable {
     private let logger: Logger
     private let state = ServerState()
     private let shutdownSignal = ShutdownSignal()
+    private let watchdog = DeadlineWatchdog()
 
     /// A server that will listen on `urls` once started.
     public init(urls: [String], configuration: Configuration = Configuration(),
@@ -156,23 +157,24 @@ public final class RPCServer: Service, @unchecked Sendable {
 
     /// Serves until a graceful shutdown completes or the task is cancelled.
     public func run() async throws {
-        do {
-            try start()
-        } catch {
-            throw error
+        try start()
+        for context in state.withLock({ $0.contexts }) {
+            spawnLoop(on: context)
         }
-        let contexts = state.withLock { $0.contexts }
-        await withTaskGroup(of: Void.self) { group in
-            for context in contexts {
-                group.addTask { await self.serve(on: context) }
+        await withTaskCancellationHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.watchdog.run() }
+                await withGracefulShutdownHandler {
+                    await shutdownSignal.wait()
+                } onGracefulShutdown: {
+                    self.shutdownSignal.fire()
+                }
+                await drainAndClose()
+                await waitForLoopsToEnd()
+                group.cancelAll()
             }
-            await withGracefulShutdownHandler {
-                await shutdownSignal.wait()
-            } onGracefulShutdown: {
-                self.shutdownSignal.fire()
-            }
-            await drainAndClose()
-            group.cancelAll()
+        } onCancel: {
+            self.cancelLoops()
         }
         state.withLock { $0.contexts = [] }
         logger.info("stopped")
@@ -196,17 +198,56 @@ public final class RPCServer: Service, @unchecked Sendable {
             }
             let abandoned = inFlightRequests
             if abandoned > 0 {
-                logger.warning("grace period over; abandoning requests", metadata: ["in_flight": "\(abandoned)"])
+                logger.warning("grace period over; cancelling requests", metadata: ["in_flight": "\(abandoned)"])
             }
             // Replies handed to nng are written by its I/O threads; give them a moment
             // before the close tears the connections down.
             try? await Task.sleep(for: .milliseconds(50))
         }
+        cancelLoops()
         socket?.close()
     }
 
-    /// One context's loop: receive a request, answer it, repeat until the socket closes.
-    private func serve(on context: NNGContext) async {
+    /// Starts the loop that serves requests arriving on `context`, unless the server stops.
+    ///
+    /// Each loop is a task of its own so that the watchdog can cancel the handler of a request
+    /// whose deadline passed (the handler runs on the loop's task, which costs no extra task
+    /// switch per request); a cancelled loop ends after that request and a new one takes over
+    /// its context.
+    private func spawnLoop(on context: NNGContext) {
+        state.withLock { state in
+            guard !state.stopping else { return }
+            let id = state.nextLoopID
+            state.nextLoopID += 1
+            state.loops[id] = Task { await self.serve(on: context, loop: id) }
+        }
+    }
+
+    /// Cancels every loop; none is started again.
+    private func cancelLoops() {
+        let loops = state.withLock { state -> [Task<Void, Never>] in
+            state.stopping = true
+            return Array(state.loops.values)
+        }
+        for loop in loops { loop.cancel() }
+    }
+
+    private func waitForLoopsToEnd() async {
+        while state.withLock({ !$0.loops.isEmpty }) {
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
+    /// One loop on a context: receive a request, answer it, repeat until the socket closes or
+    /// the loop is cancelled.
+    private func serve(on context: NNGContext, loop id: Int) async {
+        defer {
+            let replace = state.withLock { state -> Bool in
+                state.loops[id] = nil
+                return !state.stopping
+            }
+            if replace { spawnLoop(on: context) }
+        }
         while !Task.isCancelled {
             let received = await context.receive(timeout: nngInfinite)
             let requestBytes: [UInt8]
@@ -219,7 +260,7 @@ public final class RPCServer: Service, @unchecked Sendable {
                 try? await Task.sleep(for: .milliseconds(10))
                 continue
             }
-            let (reply, counted) = await respond(to: requestBytes)
+            let (reply, counted) = await respond(to: requestBytes, loop: state.withLock { $0.loops[id] })
             var replyBytes = (try? reply.serializedBytes()) ?? []
             if replyBytes.count > configuration.maxMessageBytes {
                 var tooLarge = Gemma_V1_Reply()
@@ -227,7 +268,15 @@ public final class RPCServer: Service, @unchecked Sendable {
                 tooLarge.status = RPCError(.resourceExhausted, "the reply is \(replyBytes.count) bytes, over the \(configuration.maxMessageBytes)-byte message limit").status
                 replyBytes = (try? tooLarge.serializedBytes()) ?? []
             }
-            let sent = await context.send(replyBytes, timeout: nngMilliseconds(configuration.replySendTimeout))
+            let timeout = nngMilliseconds(configuration.replySendTimeout)
+            let sent: Int32
+            if Task.isCancelled {
+                // The watchdog cancelled this loop (deadline) or the server stops: the reply
+                // still goes out, from a task that is not cancelled.
+                sent = await Task.detached { await context.send(replyBytes, timeout: timeout) }.value
+            } else {
+                sent = await context.send(replyBytes, timeout: timeout)
+            }
             if counted { state.withLock { $0.inFlight -= 1 } }
             if sent == NNGError.closed { return }
             if sent != 0 {
@@ -239,7 +288,7 @@ public final class RPCServer: Service, @unchecked Sendable {
 
     /// The reply to one received message, and whether it was counted as in flight (the
     /// count drops once the reply is sent).
-    private func respond(to bytes: [UInt8]) async -> (Gemma_V1_Reply, Bool) {
+    private func respond(to bytes: [UInt8], loop: Task<Void, Never>?) async -> (Gemma_V1_Reply, Bool) {
         var reply = Gemma_V1_Reply()
         let request: Gemma_V1_Request
         do {
@@ -286,7 +335,7 @@ public final class RPCServer: Service, @unchecked Sendable {
             let context = RPCCallContext(method: request.method, requestID: request.requestID,
                                          attempt: request.attempt, deadline: deadline,
                                          traceID: request.traceID, logger: logger)
-            let result = await Self.invoke(handler, [UInt8](request.payload), context)
+            let result = await invoke(handler, [UInt8](request.payload), context, loop: loop)
             let elapsed = ContinuousClock.now - start
             switch result {
             case .success(let payload):
@@ -302,37 +351,26 @@ public final class RPCServer: Service, @unchecked Sendable {
         }
     }
 
-    /// Runs a handler, cancelling it when the deadline passes.
-    private static func invoke(_ handler: @escaping RawHandler, _ payload: [UInt8],
-                               _ context: RPCCallContext) async -> Result<[UInt8], RPCError> {
-        @Sendable func run() async -> Result<[UInt8], RPCError> {
-            do {
-                return .success(try await handler(payload, context))
-            } catch {
-                return .failure(RPCError.from(error))
+    /// Runs a handler on the loop's task, which the watchdog cancels if the deadline passes.
+    private func invoke(_ handler: @escaping RawHandler, _ payload: [UInt8],
+                        _ context: RPCCallContext, loop: Task<Void, Never>?) async -> Result<[UInt8], RPCError> {
+        let watch = loop.map { loop in watchdog.watch(context.deadline) { loop.cancel() } } ?? 0
+        let result: Result<[UInt8], RPCError>
+        do {
+            result = .success(try await handler(payload, context))
+        } catch {
+            result = .failure(RPCError.from(error))
+        }
+        watchdog.unwatch(watch)
+        if case .failure = result {
+            if context.deadline.hasPassed {
+                return .failure(RPCError(.deadlineExceeded, "\(context.method) did not finish before its deadline (\(context.deadline)); the work was cancelled"))
+            }
+            if Task.isCancelled {
+                return .failure(RPCError(.unavailable, "the server stopped before \(context.method) finished; the work was cancelled; retry"))
             }
         }
-        guard let remaining = context.deadline.remaining else { return await run() }
-        return await withTaskGroup(of: Result<[UInt8], RPCError>?.self) { group in
-            group.addTask { await run() }
-            group.addTask {
-                do {
-                    try await Task.sleep(for: remaining)
-                } catch {
-                    return nil
-                }
-                return .failure(RPCError(.deadlineExceeded, "\(context.method) did not finish before its deadline; the work was cancelled"))
-            }
-            var outcome: Result<[UInt8], RPCError> = .failure(RPCError(.internal, "no result"))
-            for await result in group {
-                if let result {
-                    outcome = result
-                    break
-                }
-            }
-            group.cancelAll()
-            return outcome
-        }
+        return result
     }
 
     /// "tcp://host:0" with the port the listener got; other URLs as they are.
@@ -353,6 +391,11 @@ private final class ServerState: @unchecked Sendable {
         var socket: NNGSocket?
         var boundURLs: [String] = []
         var contexts: [NNGContext] = []
+        /// The loops serving the contexts, by id.
+        var loops: [Int: Task<Void, Never>] = [:]
+        var nextLoopID = 0
+        /// No loop is started any more.
+        var stopping = false
         var inFlight = 0
         var draining = false
     }
