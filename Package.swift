@@ -65,7 +65,7 @@ let package = Package(
 
         // Benchmarks (not tests): run in release.
         .executableTarget(name: "gemma-wire-bench",
-                          dependencies: ["GemmaWire",
+                          dependencies: ["GemmaWire", "CNNG",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Benchmarks/gemma-wire-bench"),
 
