@@ -33,11 +33,40 @@ public final class TokenizerService: Sendable {
     }
 
     /// Registers the four methods on `server`.
+    ///
+    /// Small requests are answered on the server's task; large batches run on a Dispatch
+    /// worker thread, so that minutes of CPU work never occupy the few threads that Swift
+    /// concurrency (and with it every other request, and the shutdown signal) runs on.
     public func register(on server: RPCServer) {
-        server.register(TokenizerRPC.encode) { request, _ in self.encode(request) }
-        server.register(TokenizerRPC.detokenize) { request, _ in try self.detokenize(request) }
-        server.register(TokenizerRPC.applyChatTemplate) { request, _ in try self.applyChatTemplate(request) }
+        server.register(TokenizerRPC.encode) { request, _ in
+            let bytes = request.texts.reduce(0) { $0 + $1.utf8.count }
+            return try await Self.run(large: bytes > Self.largeTextBytes) { self.encode(request) }
+        }
+        server.register(TokenizerRPC.detokenize) { request, _ in
+            let tokens = request.sequences.reduce(0) { $0 + $1.tokenIds.count }
+            return try await Self.run(large: tokens > Self.largeTokenCount) { try self.detokenize(request) }
+        }
+        server.register(TokenizerRPC.applyChatTemplate) { request, _ in
+            let bytes = request.messages.reduce(0) { $0 + $1.content.utf8.count }
+            return try await Self.run(large: bytes > Self.largeTextBytes) { try self.applyChatTemplate(request) }
+        }
         server.register(TokenizerRPC.info) { _, _ in self.info() }
+    }
+
+    /// Text above this many bytes in one request is encoded on a worker thread.
+    static let largeTextBytes = 64 << 10
+    /// More ids than this in one Detokenize request are decoded on a worker thread.
+    static let largeTokenCount = 16 << 10
+
+    /// Runs `work` here, or on a Dispatch worker thread when it is `large`.
+    private static func run<T: Sendable>(large: Bool, _ work: @escaping @Sendable () throws -> T) async throws -> T {
+        guard large else { return try work() }
+        let result: Result<T, any Error> = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(returning: Result { try work() })
+            }
+        }
+        return try result.get()
     }
 
     /// Encodes every text.
