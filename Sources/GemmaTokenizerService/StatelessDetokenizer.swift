@@ -20,12 +20,14 @@ public struct StatelessDetokenizer: Sendable {
         /// The state of a sequence before its first id.
         public static let initial = State(pending: [], started: false)
 
+        /// A state as a previous step returned it.
         public init(pending: [UInt8], started: Bool) {
             self.pending = pending
             self.started = started
         }
     }
 
+    /// The tokenizer whose ids are decoded.
     public let tokenizer: GemmaTokenizer
     /// The id of each byte piece `<0xXX>`, by byte value (nil when the model has none).
     private let byteTokens: [Int32?]
@@ -36,6 +38,7 @@ public struct StatelessDetokenizer: Sendable {
     /// A piece spelled with a leading U+2581: its decoding shows whether a space is still dropped.
     private let spaceProbe: Int32?
 
+    /// Prepares the byte-piece tables of `tokenizer`.
     public init(tokenizer: GemmaTokenizer) {
         self.tokenizer = tokenizer
         var byteTokens = [Int32?](repeating: nil, count: 256)

@@ -42,6 +42,7 @@ public struct RPCDeadline: Sendable, Hashable, Comparable, CustomStringConvertib
         return self < other ? self : other
     }
 
+    /// Earlier deadlines sort first; no deadline sorts last.
     public static func < (lhs: RPCDeadline, rhs: RPCDeadline) -> Bool {
         // No deadline sorts last.
         switch (lhs.isSet, rhs.isSet) {

@@ -18,29 +18,41 @@ public struct RPCMethod<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.
 
 /// `gemma.v1.Tokenizer` (tokenizer.proto).
 public enum TokenizerRPC {
+    /// Texts to ids, in a batch.
     public static let encode = RPCMethod<Gemma_V1_EncodeRequest, Gemma_V1_EncodeReply>("gemma.v1.Tokenizer/Encode")
+    /// New ids to text deltas for a batch of sequences (stateless: state travels with each call).
     public static let detokenize = RPCMethod<Gemma_V1_DetokenizeRequest, Gemma_V1_DetokenizeReply>("gemma.v1.Tokenizer/Detokenize")
+    /// A conversation to Gemma chat prompt text and ids.
     public static let applyChatTemplate = RPCMethod<Gemma_V1_ApplyChatTemplateRequest, Gemma_V1_ApplyChatTemplateReply>("gemma.v1.Tokenizer/ApplyChatTemplate")
+    /// Vocabulary size, special ids and model fingerprint.
     public static let info = RPCMethod<Gemma_V1_TokenizerInfoRequest, Gemma_V1_TokenizerInfo>("gemma.v1.Tokenizer/Info")
 }
 
 /// `gemma.v1.Shard` (shard.proto).
 public enum ShardRPC {
+    /// Runs a batch of sequence segments through the stage.
     public static let forward = RPCMethod<Gemma_V1_ForwardRequest, Gemma_V1_ForwardReply>("gemma.v1.Shard/Forward")
+    /// Frees the KV cache of ended sequences.
     public static let release = RPCMethod<Gemma_V1_ReleaseRequest, Gemma_V1_ReleaseReply>("gemma.v1.Shard/Release")
+    /// Layer range, model fingerprint and KV cache occupancy.
     public static let info = RPCMethod<Gemma_V1_ShardInfoRequest, Gemma_V1_ShardInfo>("gemma.v1.Shard/Info")
 }
 
 /// `gemma.v1.Router` (router.proto).
 public enum RouterRPC {
+    /// A whole completion for one prompt.
     public static let generate = RPCMethod<Gemma_V1_GenerateRequest, Gemma_V1_GenerateReply>("gemma.v1.Router/Generate")
 }
 
 /// `gemma.v1.Quantizer` (quantizer.proto).
 public enum QuantizerRPC {
+    /// Queues a conversion job.
     public static let submitJob = RPCMethod<Gemma_V1_SubmitJobRequest, Gemma_V1_SubmitJobReply>("gemma.v1.Quantizer/SubmitJob")
+    /// A job's state and progress.
     public static let jobStatus = RPCMethod<Gemma_V1_JobStatusRequest, Gemma_V1_Job>("gemma.v1.Quantizer/JobStatus")
+    /// Stops a queued or running job.
     public static let cancelJob = RPCMethod<Gemma_V1_CancelJobRequest, Gemma_V1_Job>("gemma.v1.Quantizer/CancelJob")
+    /// Every known job.
     public static let listJobs = RPCMethod<Gemma_V1_ListJobsRequest, Gemma_V1_ListJobsReply>("gemma.v1.Quantizer/ListJobs")
 }
 
