@@ -13,10 +13,17 @@ let package = Package(
         .library(name: "GemmaQuant", targets: ["GemmaQuant"]),
         .library(name: "GemmaConvert", targets: ["GemmaConvert"]),
         .executable(name: "gemma-quantize", targets: ["gemma-quantize"]),
+        .library(name: "GemmaWire", targets: ["GemmaWire"]),
+        .library(name: "GemmaTokenizerService", targets: ["GemmaTokenizerService"]),
+        .executable(name: "gemma-tokenizer", targets: ["gemma-tokenizer"]),
+        .executable(name: "gemma-wire-bench", targets: ["gemma-wire-bench"]),
         .executable(name: "gemma", targets: ["gemma"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Thin C modules over Debian's libraries.
@@ -26,6 +33,7 @@ let package = Package(
                 cxxSettings: [.unsafeFlags(["-std=c++17"])],
                 linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("stdc++")]),
 
+        .systemLibrary(name: "CNNG", path: "Sources/CNNG", providers: [.apt(["libnng-dev"])]),
         .target(name: "CGemmaKernels", path: "Sources/CGemmaKernels",
                 cSettings: [.unsafeFlags(["-O3"])]),
 
@@ -35,6 +43,17 @@ let package = Package(
         .target(name: "GemmaTokenizer", dependencies: ["CSentencePiece"]),
         .target(name: "GemmaConvert", dependencies: ["GemmaModel", "GemmaQuant", "GemmaTokenizer"],
                 swiftSettings: computeFlags),
+        .target(name: "GemmaWire", dependencies: [
+            "CNNG",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], exclude: ["Generated/SOURCES.sha256"]),
+        // The Tokenizer service's handlers: GemmaTokenizer behind gemma.v1.Tokenizer.
+        .target(name: "GemmaTokenizerService", dependencies: [
+            "GemmaTokenizer", "GemmaWire",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
 
         // Services: thin executables over the libraries.
         .executableTarget(name: "gemma",
@@ -45,12 +64,25 @@ let package = Package(
                           dependencies: ["GemmaConvert", "GemmaModel", "GemmaQuant", "GemmaTokenizer",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Services/gemma-quantize"),
+        .executableTarget(name: "gemma-tokenizer",
+                          dependencies: ["GemmaTokenizer", "GemmaWire", "GemmaTokenizerService",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                         .product(name: "Logging", package: "swift-log"),
+                                         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                          path: "Services/gemma-tokenizer"),
+
+        // Benchmarks (not tests): run in release.
+        .executableTarget(name: "gemma-wire-bench",
+                          dependencies: ["GemmaWire", "CNNG",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Benchmarks/gemma-wire-bench"),
 
         // Tests: one target per library.
         .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "GemmaTokenizer", "GemmaQuant", "CGemmaKernels"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer"]),
         .testTarget(name: "GemmaQuantTests", dependencies: ["GemmaQuant"]),
         .testTarget(name: "GemmaConvertTests", dependencies: ["GemmaConvert", "GemmaModel", "GemmaQuant", "GemmaTokenizer"]),
+        .testTarget(name: "GemmaWireTests", dependencies: ["GemmaWire", "GemmaTokenizer", "GemmaTokenizerService"]),
         // Runs the built `gemma` executable the way outside checks call it.
         .testTarget(name: "GemmaCLITests"),
     ],

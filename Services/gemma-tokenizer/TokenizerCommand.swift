@@ -1,0 +1,72 @@
+import ArgumentParser
+import GemmaTokenizerService
+import GemmaWire
+import Logging
+import ServiceLifecycle
+
+/// `gemma-tokenizer`: serves gemma.v1.Tokenizer for one tokenizer.model until SIGTERM/SIGINT.
+@main
+struct TokenizerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gemma-tokenizer",
+        abstract: "Serve the gemma.v1.Tokenizer RPC service (Encode, Detokenize, ApplyChatTemplate, Info) over nng.",
+        discussion: """
+            SIGTERM or SIGINT stops accepting requests, lets in-flight ones finish (within \
+            --shutdown-grace-seconds) and exits 0. Logs go to standard error.
+            """)
+
+    @Option(help: "tokenizer.model, or a directory that contains one (a Hugging Face checkpoint directory).")
+    var model: String
+
+    @Option(help: "Where to listen: tcp://HOST:PORT, ipc:///PATH or inproc://NAME. Repeat to listen on several.")
+    var listen: [String]
+
+    @Option(help: "Requests handled at once; more get RESOURCE_EXHAUSTED.")
+    var maxConcurrentRequests = 64
+
+    @Option(help: "Largest request or reply, in bytes (larger requests are dropped).")
+    var maxMessageBytes = 64 << 20
+
+    @Option(help: "How long shutdown waits for in-flight requests, in seconds.")
+    var shutdownGraceSeconds = 10.0
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical (debug logs every request).")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard !listen.isEmpty else { throw ValidationError("give at least one --listen URL") }
+        guard maxConcurrentRequests > 0 else { throw ValidationError("--max-concurrent-requests must be positive") }
+        guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
+        guard shutdownGraceSeconds >= 0 else { throw ValidationError("--shutdown-grace-seconds cannot be negative") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "gemma.tokenizer")
+
+        let service = try TokenizerService(contentsOf: model)
+        logger.info("loaded tokenizer", metadata: ["model": "\(model)",
+                                                    "vocab_size": "\(service.tokenizer.vocabularySize)",
+                                                    "fingerprint": "\(service.fingerprint)"])
+        let server = RPCServer(
+            urls: listen,
+            configuration: RPCServer.Configuration(maxMessageBytes: maxMessageBytes,
+                                                   maxConcurrentRequests: maxConcurrentRequests,
+                                                   shutdownGracePeriod: .milliseconds(Int64(shutdownGraceSeconds * 1000))),
+            logger: logger)
+        service.register(on: server)
+        try server.start()
+
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
