@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 swift build --build-tests
+# protoc-gen-swift, so that the proto check regenerates the committed code and diffs it.
+swift build --product protoc-gen-swift
 swift test --skip-build --disable-swift-testing
