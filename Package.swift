@@ -43,8 +43,10 @@ let package = Package(
         .target(name: "GemmaTokenizer", dependencies: ["CSentencePiece"]),
         .target(name: "GemmaConvert", dependencies: ["GemmaModel", "GemmaQuant", "GemmaTokenizer"],
                 swiftSettings: computeFlags),
+        // SHA-256 for fingerprints, shared by the wire and the compute libraries.
+        .target(name: "GemmaDigest"),
         .target(name: "GemmaWire", dependencies: [
-            "CNNG",
+            "CNNG", "GemmaDigest",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
