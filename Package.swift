@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "gemma-tokenizer", targets: ["gemma-tokenizer"]),
         .executable(name: "gemma-wire-bench", targets: ["gemma-wire-bench"]),
         .executable(name: "gemma", targets: ["gemma"]),
+        .library(name: "GemmaShard", targets: ["GemmaShard"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -56,6 +57,9 @@ let package = Package(
             "GemmaTokenizer", "GemmaWire",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // A pipeline stage: layers of a model, its KV caches, forward and sampling (no networking).
+        .target(name: "GemmaShard", dependencies: ["GemmaModel", "GemmaQuant", "GemmaDigest"],
+                swiftSettings: computeFlags),
 
         // Services: thin executables over the libraries.
         .executableTarget(name: "gemma",
