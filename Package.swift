@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "gemma-wire-bench", targets: ["gemma-wire-bench"]),
         .executable(name: "gemma", targets: ["gemma"]),
         .library(name: "GemmaShard", targets: ["GemmaShard"]),
+        .library(name: "GemmaShardService", targets: ["GemmaShardService"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -60,6 +61,11 @@ let package = Package(
         // A pipeline stage: layers of a model, its KV caches, forward and sampling (no networking).
         .target(name: "GemmaShard", dependencies: ["GemmaModel", "GemmaQuant", "GemmaDigest"],
                 swiftSettings: computeFlags),
+        // The Shard service's handlers: a ShardEngine behind gemma.v1.Shard, on a compute thread.
+        .target(name: "GemmaShardService", dependencies: [
+            "GemmaShard", "GemmaModel", "GemmaWire",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
 
         // Services: thin executables over the libraries.
         .executableTarget(name: "gemma",
@@ -89,6 +95,8 @@ let package = Package(
         .testTarget(name: "GemmaQuantTests", dependencies: ["GemmaQuant"]),
         .testTarget(name: "GemmaConvertTests", dependencies: ["GemmaConvert", "GemmaModel", "GemmaQuant", "GemmaTokenizer"]),
         .testTarget(name: "GemmaWireTests", dependencies: ["GemmaWire", "GemmaTokenizer", "GemmaTokenizerService"]),
+        .testTarget(name: "GemmaShardTests", dependencies: ["GemmaShard", "GemmaShardService", "GemmaModel", "GemmaWire",
+                                                           "GemmaQuant", "GemmaTokenizer"]),
         // Runs the built `gemma` executable the way outside checks call it.
         .testTarget(name: "GemmaCLITests"),
     ],
