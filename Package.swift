@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "gemma", targets: ["gemma"]),
         .library(name: "GemmaShard", targets: ["GemmaShard"]),
         .library(name: "GemmaShardService", targets: ["GemmaShardService"]),
+        .executable(name: "gemma-shard", targets: ["gemma-shard"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -82,6 +83,13 @@ let package = Package(
                                          .product(name: "Logging", package: "swift-log"),
                                          .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
                           path: "Services/gemma-tokenizer"),
+
+        .executableTarget(name: "gemma-shard",
+                          dependencies: ["GemmaShard", "GemmaShardService", "GemmaWire",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                         .product(name: "Logging", package: "swift-log"),
+                                         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                          path: "Services/gemma-shard"),
 
         // Benchmarks (not tests): run in release.
         .executableTarget(name: "gemma-wire-bench",

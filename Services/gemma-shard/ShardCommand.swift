@@ -1,0 +1,136 @@
+import ArgumentParser
+import Foundation
+import GemmaShard
+import GemmaShardService
+import GemmaWire
+import Logging
+import ServiceLifecycle
+
+/// `gemma-shard`: serves gemma.v1.Shard for a range of a model's layers until SIGTERM/SIGINT.
+@main
+struct ShardCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gemma-shard",
+        abstract: "Serve a pipeline stage (a range of a Gemma model's layers) as the gemma.v1.Shard RPC service over nng.",
+        discussion: """
+            The stage holding layer 0 embeds token ids; the one holding the last layer applies the \
+            final norm and the LM head and samples. Each keeps the KV cache of its layers per \
+            sequence within --kv-cache-bytes. SIGTERM or SIGINT stops accepting requests, lets the \
+            running and queued batches finish (within --shutdown-grace-seconds) and exits 0. Logs go \
+            to standard error.
+            """)
+
+    @Option(help: "A Hugging Face checkpoint directory or a .gguf file.")
+    var model: String
+
+    @Option(help: "Layers to hold, A-B with B excluded (e.g. 0-14); all layers by default.")
+    var layers: String?
+
+    @Option(help: "Where to listen: tcp://HOST:PORT, ipc:///PATH or inproc://NAME. Repeat to listen on several.")
+    var listen: [String]
+
+    @Option(help: "KV cache budget in bytes (suffixes K, M, G: powers of 1024).")
+    var kvCacheBytes = "1G"
+
+    @Option(help: "Most positions in one Forward batch.")
+    var maxBatchTokens = 8192
+
+    @Option(help: "Largest request or reply, in bytes (larger requests are dropped).")
+    var maxMessageBytes = 64 << 20
+
+    @Option(help: "Requests accepted at once (they queue for the compute thread); more get RESOURCE_EXHAUSTED.")
+    var maxConcurrentRequests = 64
+
+    @Option(help: "How long shutdown waits for in-flight requests, in seconds.")
+    var shutdownGraceSeconds = 30.0
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical (debug logs every batch).")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard !listen.isEmpty else { throw ValidationError("give at least one --listen URL") }
+        if let layers { _ = try Self.parseLayers(layers) }
+        _ = try Self.parseBytes(kvCacheBytes)
+        guard maxBatchTokens > 0 else { throw ValidationError("--max-batch-tokens must be positive") }
+        guard maxConcurrentRequests > 0 else { throw ValidationError("--max-concurrent-requests must be positive") }
+        guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
+        guard shutdownGraceSeconds >= 0 else { throw ValidationError("--shutdown-grace-seconds cannot be negative") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
+    /// "A-B" (B excluded) as a range.
+    static func parseLayers(_ text: String) throws -> Range<Int> {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 2, let first = Int(parts[0]), let end = Int(parts[1]), first >= 0, end > first else {
+            throw ValidationError("--layers must be A-B with 0 <= A < B (B excluded), e.g. 0-14; got '\(text)'")
+        }
+        return first ..< end
+    }
+
+    /// "1073741824", "512M", "2G" as bytes.
+    static func parseBytes(_ text: String) throws -> Int {
+        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        var digits = text.uppercased()
+        if digits.hasSuffix("IB") { digits.removeLast(2) } else if digits.hasSuffix("B") { digits.removeLast() }
+        var scale = 1
+        if let last = digits.last, let unit = units[last] {
+            scale = unit
+            digits.removeLast()
+        }
+        guard let value = Int(digits), value >= 0, value <= Int.max / scale else {
+            throw ValidationError("--kv-cache-bytes must be a byte count such as 1073741824, 512M or 2G; got '\(text)'")
+        }
+        return value * scale
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "gemma.shard")
+
+        let range = try layers.map(Self.parseLayers)
+        let started = ContinuousClock.now
+        let source = try ShardEngine.openCheckpoint(model)
+        guard range.map({ $0.upperBound <= source.config.layerCount }) ?? true else {
+            throw ValidationError("--layers \(layers ?? "") is outside the model's \(source.config.layerCount) layers (0-\(source.config.layerCount))")
+        }
+        let engine = try ShardEngine(
+            source: source, layers: range,
+            configuration: ShardEngine.Configuration(kvCacheBytes: try Self.parseBytes(kvCacheBytes),
+                                                     maxBatchTokens: maxBatchTokens))
+        let status = engine.status
+        logger.info("loaded model", metadata: [
+            "model": "\(model)",
+            "layers": "\(status.firstLayer)-\(status.endLayer)",
+            "layer_count": "\(status.layerCount)",
+            "first": "\(status.isFirst)", "last": "\(status.isLast)",
+            "hidden_size": "\(status.hiddenSize)", "vocab_size": "\(status.vocabularySize)",
+            "context_length": "\(status.contextLength)",
+            "weight_bytes": "\(engine.transformer.weightBytes)",
+            "kv_cache_bytes": "\(status.kvCapacityBytes)",
+            "fingerprint": "\(status.modelFingerprint)",
+            "load_time": "\(ContinuousClock.now - started)",
+        ])
+
+        let service = ShardService(engine: engine, logger: logger)
+        defer { service.shutdown() }
+        let server = RPCServer(
+            urls: listen,
+            configuration: RPCServer.Configuration(maxMessageBytes: maxMessageBytes,
+                                                   maxConcurrentRequests: maxConcurrentRequests,
+                                                   shutdownGracePeriod: .milliseconds(Int64(shutdownGraceSeconds * 1000))),
+            logger: logger)
+        service.register(on: server)
+        try server.start()
+
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
