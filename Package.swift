@@ -89,6 +89,7 @@ let package = Package(
         .testTarget(name: "GemmaQuantTests", dependencies: ["GemmaQuant"]),
         .testTarget(name: "GemmaConvertTests", dependencies: ["GemmaConvert", "GemmaModel", "GemmaQuant", "GemmaTokenizer"]),
         .testTarget(name: "GemmaWireTests", dependencies: ["GemmaWire", "GemmaTokenizer", "GemmaTokenizerService"]),
+        .testTarget(name: "GemmaClusterTests", dependencies: ["GemmaCluster", "GemmaWire"]),
         // Runs the built `gemma` executable the way outside checks call it.
         .testTarget(name: "GemmaCLITests"),
     ],

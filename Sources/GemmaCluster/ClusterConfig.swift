@@ -39,6 +39,22 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
         public var stageTimeoutSeconds = 60.0
 
         public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case maxBatchSequences = "max_batch_sequences", maxPrefillTokens = "max_prefill_tokens"
+            case maxWaitingRequests = "max_waiting_requests", recoverySeconds = "recovery_seconds"
+            case stageTimeoutSeconds = "stage_timeout_seconds"
+        }
+
+        /// Every field is optional; absent ones keep their defaults.
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            maxBatchSequences = try c.decodeIfPresent(Int.self, forKey: .maxBatchSequences) ?? maxBatchSequences
+            maxPrefillTokens = try c.decodeIfPresent(Int.self, forKey: .maxPrefillTokens) ?? maxPrefillTokens
+            maxWaitingRequests = try c.decodeIfPresent(Int.self, forKey: .maxWaitingRequests) ?? maxWaitingRequests
+            recoverySeconds = try c.decodeIfPresent(Double.self, forKey: .recoverySeconds) ?? recoverySeconds
+            stageTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .stageTimeoutSeconds) ?? stageTimeoutSeconds
+        }
     }
 
     /// The model directory or GGUF file (used by launchers that start the workers).
