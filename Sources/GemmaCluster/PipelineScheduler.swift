@@ -255,10 +255,8 @@ public actor PipelineScheduler {
             let reply: Gemma_V1_ForwardReply
             do {
                 reply = try await replicas[plan.replicas[k]].call(ShardRPC.forward, request, deadline: .after(timeout))
-            } catch let error as RPCError {
-                return .stageFailed(stage: k, error: error)
             } catch {
-                return .stageFailed(stage: k, error: RPCError(.unknown, "\(error)"))
+                return .stageFailed(stage: k, error: error)
             }
             if k < stages.count - 1 {
                 guard case let .hidden(tensor)? = reply.result, let parts = Self.splitRows(tensor, counts: plan.entries.map(\.tokens.count)) else {
@@ -300,7 +298,7 @@ public actor PipelineScheduler {
                     results[i].started = result.started
                 }
             } catch {
-                return .stageFailed(stage: stages.count, error: (error as? RPCError) ?? RPCError(.unknown, "\(error)"))
+                return .stageFailed(stage: stages.count, error: error)
             }
         }
         return .success(results)
