@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "GemmaTokenizer", targets: ["GemmaTokenizer"]),
         .library(name: "GemmaQuant", targets: ["GemmaQuant"]),
         .library(name: "GemmaConvert", targets: ["GemmaConvert"]),
+        .library(name: "GemmaCluster", targets: ["GemmaCluster"]),
         .executable(name: "gemma-quantize", targets: ["gemma-quantize"]),
         .library(name: "GemmaWire", targets: ["GemmaWire"]),
         .library(name: "GemmaTokenizerService", targets: ["GemmaTokenizerService"]),
@@ -54,6 +55,11 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], exclude: ["Generated/SOURCES.sha256"]),
+        // The router's engine: cluster config, continuous batching over the pipeline, recovery.
+        .target(name: "GemmaCluster", dependencies: [
+            "GemmaWire",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The Tokenizer service's handlers: GemmaTokenizer behind gemma.v1.Tokenizer.
         .target(name: "GemmaTokenizerService", dependencies: [
             "GemmaTokenizer", "GemmaWire",
@@ -105,6 +111,7 @@ let package = Package(
         .testTarget(name: "GemmaWireTests", dependencies: ["GemmaWire", "GemmaTokenizer", "GemmaTokenizerService"]),
         .testTarget(name: "GemmaShardTests", dependencies: ["GemmaShard", "GemmaShardService", "GemmaModel", "GemmaWire",
                                                            "GemmaQuant", "GemmaTokenizer"]),
+        .testTarget(name: "GemmaClusterTests", dependencies: ["GemmaCluster", "GemmaWire"]),
         // Runs the built `gemma` executable the way outside checks call it.
         .testTarget(name: "GemmaCLITests"),
     ],

@@ -1,0 +1,148 @@
+import Foundation
+
+/// One cluster's topology: where the tokenizer and each pipeline stage's replicas listen, and
+/// how the router serves. `gemma-router`, `gemma cluster up` and the compose deployment all read
+/// this one format (JSON).
+public struct ClusterConfig: Codable, Sendable, Equatable {
+    /// One pipeline stage: a contiguous layer range and the addresses of its replicas.
+    public struct Stage: Codable, Sendable, Equatable {
+        /// "A-B": layers A ..< B.
+        public var layers: String
+        /// nng URLs of the shard workers holding these layers (each a full replica).
+        public var replicas: [String]
+
+        public init(layers: String, replicas: [String]) {
+            self.layers = layers
+            self.replicas = replicas
+        }
+
+        /// The layer range, or nil when `layers` is not "A-B" with A < B.
+        public var layerRange: Range<Int>? {
+            let parts = layers.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard parts.count == 2, let a = parts[0], let b = parts[1], a >= 0, a < b else { return nil }
+            return a..<b
+        }
+    }
+
+    /// How the router batches and recovers.
+    public struct Scheduling: Codable, Sendable, Equatable {
+        /// Most sequences in one micro-batch.
+        public var maxBatchSequences = 16
+        /// Most prompt tokens prefilled in one micro-batch (longer prompts go in chunks).
+        public var maxPrefillTokens = 512
+        /// Most requests waiting for admission before new ones get 429.
+        public var maxWaitingRequests = 64
+        /// How long a sequence waits for a failed stage (another replica, or the same one back)
+        /// before its client gets an error.
+        public var recoverySeconds = 30.0
+        /// Deadline of one stage call.
+        public var stageTimeoutSeconds = 60.0
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case maxBatchSequences = "max_batch_sequences", maxPrefillTokens = "max_prefill_tokens"
+            case maxWaitingRequests = "max_waiting_requests", recoverySeconds = "recovery_seconds"
+            case stageTimeoutSeconds = "stage_timeout_seconds"
+        }
+
+        /// Every field is optional; absent ones keep their defaults.
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            maxBatchSequences = try c.decodeIfPresent(Int.self, forKey: .maxBatchSequences) ?? maxBatchSequences
+            maxPrefillTokens = try c.decodeIfPresent(Int.self, forKey: .maxPrefillTokens) ?? maxPrefillTokens
+            maxWaitingRequests = try c.decodeIfPresent(Int.self, forKey: .maxWaitingRequests) ?? maxWaitingRequests
+            recoverySeconds = try c.decodeIfPresent(Double.self, forKey: .recoverySeconds) ?? recoverySeconds
+            stageTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .stageTimeoutSeconds) ?? stageTimeoutSeconds
+        }
+    }
+
+    /// The model directory or GGUF file (used by launchers that start the workers).
+    public var model: String?
+    /// The model id served at /v1/models.
+    public var modelName: String
+    /// nng URLs of tokenizer replicas.
+    public var tokenizer: [String]
+    public var stages: [Stage]
+    /// HTTP listen address of the router, "host:port".
+    public var http: String
+    /// When set, requests must carry `Authorization: Bearer <apiKey>`.
+    public var apiKey: String?
+    public var scheduling: Scheduling
+
+    public init(model: String? = nil, modelName: String, tokenizer: [String], stages: [Stage],
+                http: String, apiKey: String? = nil, scheduling: Scheduling = Scheduling()) {
+        self.model = model
+        self.modelName = modelName
+        self.tokenizer = tokenizer
+        self.stages = stages
+        self.http = http
+        self.apiKey = apiKey
+        self.scheduling = scheduling
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case model, modelName = "model_name", tokenizer, stages, http, apiKey = "api_key", scheduling
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        model = try c.decodeIfPresent(String.self, forKey: .model)
+        modelName = try c.decodeIfPresent(String.self, forKey: .modelName) ?? "gemma"
+        tokenizer = try c.decode([String].self, forKey: .tokenizer)
+        stages = try c.decode([Stage].self, forKey: .stages)
+        http = try c.decodeIfPresent(String.self, forKey: .http) ?? "127.0.0.1:8080"
+        apiKey = try c.decodeIfPresent(String.self, forKey: .apiKey)
+        scheduling = try c.decodeIfPresent(Scheduling.self, forKey: .scheduling) ?? Scheduling()
+    }
+
+    /// Reads and checks a config file; errors name the file and the field.
+    public static func load(path: String) throws -> ClusterConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ClusterConfigError(path: path, problem: "cannot read the file")
+        }
+        let config: ClusterConfig
+        do {
+            config = try JSONDecoder().decode(ClusterConfig.self, from: data)
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw ClusterConfigError(path: path, problem: "missing field '\((context.codingPath.map(\.stringValue) + [key.stringValue]).joined(separator: "."))'")
+        } catch let DecodingError.typeMismatch(_, context) {
+            throw ClusterConfigError(path: path, problem: "field '\(context.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
+        } catch {
+            throw ClusterConfigError(path: path, problem: "not valid JSON: \(error.localizedDescription)")
+        }
+        try config.validate(path: path)
+        return config
+    }
+
+    /// The static checks: stages cover layers 0 ..< N exactly once, in order, each with replicas.
+    public func validate(path: String = "cluster config") throws {
+        guard !tokenizer.isEmpty else { throw ClusterConfigError(path: path, problem: "'tokenizer' lists no address") }
+        guard !stages.isEmpty else { throw ClusterConfigError(path: path, problem: "'stages' is empty") }
+        var next = 0
+        for (i, stage) in stages.enumerated() {
+            guard let range = stage.layerRange else {
+                throw ClusterConfigError(path: path, problem: "stages[\(i)].layers '\(stage.layers)' is not A-B with A < B")
+            }
+            guard range.lowerBound == next else {
+                throw ClusterConfigError(path: path, problem: next < range.lowerBound
+                    ? "layers \(next)-\(range.lowerBound) are in no stage (stages[\(i)] starts at \(range.lowerBound))"
+                    : "stages[\(i)] (layers \(stage.layers)) overlaps the previous stage, which ends at \(next)")
+            }
+            guard !stage.replicas.isEmpty else {
+                throw ClusterConfigError(path: path, problem: "stages[\(i)] (layers \(stage.layers)) has no replicas")
+            }
+            next = range.upperBound
+        }
+    }
+
+    /// Layers the stages cover (0 ..< this).
+    public var layerCount: Int { stages.last?.layerRange?.upperBound ?? 0 }
+}
+
+/// A cluster config that cannot work, naming the file and the problem.
+public struct ClusterConfigError: Error, CustomStringConvertible, Equatable {
+    public let path: String
+    public let problem: String
+    public var description: String { "\(path): \(problem)" }
+}
