@@ -111,7 +111,9 @@ let package = Package(
         .testTarget(name: "GemmaWireTests", dependencies: ["GemmaWire", "GemmaTokenizer", "GemmaTokenizerService"]),
         .testTarget(name: "GemmaShardTests", dependencies: ["GemmaShard", "GemmaShardService", "GemmaModel", "GemmaWire",
                                                            "GemmaQuant", "GemmaTokenizer"]),
-        .testTarget(name: "GemmaClusterTests", dependencies: ["GemmaCluster", "GemmaWire"]),
+        .testTarget(name: "GemmaClusterTests", dependencies: ["GemmaCluster", "GemmaWire", "GemmaShard", "GemmaShardService",
+                                                              "GemmaTokenizerService",
+                                                              .product(name: "Logging", package: "swift-log")]),
         // Runs the built `gemma` executable the way outside checks call it.
         .testTarget(name: "GemmaCLITests"),
     ],

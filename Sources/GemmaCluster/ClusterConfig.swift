@@ -37,13 +37,15 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
         public var recoverySeconds = 30.0
         /// Deadline of one stage call.
         public var stageTimeoutSeconds = 60.0
+        /// Element type of hidden states between stages: "bf16" (half the bytes) or "f32" (exact).
+        public var hiddenDType = "bf16"
 
         public init() {}
 
         enum CodingKeys: String, CodingKey {
             case maxBatchSequences = "max_batch_sequences", maxPrefillTokens = "max_prefill_tokens"
             case maxWaitingRequests = "max_waiting_requests", recoverySeconds = "recovery_seconds"
-            case stageTimeoutSeconds = "stage_timeout_seconds"
+            case stageTimeoutSeconds = "stage_timeout_seconds", hiddenDType = "hidden_dtype"
         }
 
         /// Every field is optional; absent ones keep their defaults.
@@ -54,6 +56,7 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
             maxWaitingRequests = try c.decodeIfPresent(Int.self, forKey: .maxWaitingRequests) ?? maxWaitingRequests
             recoverySeconds = try c.decodeIfPresent(Double.self, forKey: .recoverySeconds) ?? recoverySeconds
             stageTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .stageTimeoutSeconds) ?? stageTimeoutSeconds
+            hiddenDType = try c.decodeIfPresent(String.self, forKey: .hiddenDType) ?? hiddenDType
         }
     }
 
@@ -117,6 +120,9 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
 
     /// The static checks: stages cover layers 0 ..< N exactly once, in order, each with replicas.
     public func validate(path: String = "cluster config") throws {
+        guard ["bf16", "f32"].contains(scheduling.hiddenDType) else {
+            throw ClusterConfigError(path: path, problem: "scheduling.hidden_dtype '\(scheduling.hiddenDType)' is not bf16 or f32")
+        }
         guard !tokenizer.isEmpty else { throw ClusterConfigError(path: path, problem: "'tokenizer' lists no address") }
         guard !stages.isEmpty else { throw ClusterConfigError(path: path, problem: "'stages' is empty") }
         var next = 0

@@ -239,7 +239,7 @@ public actor PipelineScheduler {
         var results = Array(repeating: EntryResult(), count: plan.entries.count)
         for (k, replicas) in stages.enumerated() {
             var request = Gemma_V1_ForwardRequest()
-            request.hiddenDtype = .bf16
+            request.hiddenDtype = config.scheduling.hiddenDType == "f32" ? .f32 : .bf16
             request.segments = plan.entries.enumerated().map { i, entry in
                 var segment = Gemma_V1_Segment()
                 segment.sequenceID = entry.id

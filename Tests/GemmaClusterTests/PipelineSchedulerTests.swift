@@ -1,0 +1,208 @@
+import Foundation
+@testable import GemmaCluster
+import GemmaShard
+import GemmaShardService
+import GemmaTokenizerService
+import GemmaWire
+import Logging
+import XCTest
+
+/// The scheduler driving real shard and tokenizer services over nng (inproc://): the text of
+/// transformers' greedy reference, batching, failover to a replica, the recovery bound, and
+/// cancellation.
+final class PipelineSchedulerTests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let model = root.appendingPathComponent("Tests/Fixtures/models/tiny-mqa").path
+    static let counter = Counter()
+
+    static func quiet(_ label: String) -> Logger {
+        var logger = Logger(label: label)
+        logger.logLevel = .critical
+        return logger
+    }
+
+    /// A service on its own RPCServer.
+    final class Running: @unchecked Sendable {
+        let server: RPCServer
+        let task: Task<Void, Error>
+        let shard: ShardService?
+        var url: String { server.boundURLs[0] }
+
+        init(layers: Range<Int>? = nil, tokenizer: Bool = false) throws {
+            server = RPCServer(url: "inproc://scheduler-test-\(PipelineSchedulerTests.counter.next())",
+                               logger: PipelineSchedulerTests.quiet("server"))
+            if tokenizer {
+                try TokenizerService(contentsOf: PipelineSchedulerTests.model + "/tokenizer.model").register(on: server)
+                shard = nil
+            } else {
+                let engine = try ShardEngine(modelPath: PipelineSchedulerTests.model, layers: layers, configuration: .init(kvCacheBytes: 64 << 20))
+                shard = ShardService(engine: engine, logger: PipelineSchedulerTests.quiet("shard"))
+                shard!.register(on: server)
+            }
+            try server.start()
+            let server = self.server
+            task = Task { try await server.run() }
+        }
+
+        func stop() async {
+            task.cancel()
+            _ = await task.result
+            shard?.shutdown()
+        }
+    }
+
+    var services: [Running] = []
+
+    override func tearDown() async throws {
+        for service in services { await service.stop() }
+        services = []
+    }
+
+    func start(_ running: Running) -> Running {
+        services.append(running)
+        return running
+    }
+
+    /// A scheduler over stages made of `replicas[i]` services each.
+    func scheduler(stages: [(String, [Running])], tokenizer: Running, recoverySeconds: Double = 20) throws -> PipelineScheduler {
+        var config = ClusterConfig(modelName: "tiny", tokenizer: [tokenizer.url],
+                                   stages: stages.map { .init(layers: $0.0, replicas: $0.1.map(\.url)) }, http: "127.0.0.1:0")
+        config.scheduling.hiddenDType = "f32"
+        config.scheduling.recoverySeconds = recoverySeconds
+        config.scheduling.stageTimeoutSeconds = 2
+        let quickRetry = RPCClient.Configuration(retry: .never)
+        let clients = try stages.map { try $0.1.map { try RPCClient(url: $0.url, configuration: quickRetry) } }
+        let scheduler = PipelineScheduler(config: config, stages: clients, tokenizer: try RPCClient(url: tokenizer.url),
+                                          contextLength: 256, logger: Self.quiet("router"))
+        return scheduler
+    }
+
+    struct Completion {
+        var tokens: [Int32] = []
+        var text = ""
+        var finish: ClusterFinishReason?
+    }
+
+    func collect(_ stream: AsyncThrowingStream<GenerationEvent, Error>, onToken: (Int) async -> Void = { _ in }) async throws -> Completion {
+        var completion = Completion()
+        for try await event in stream {
+            switch event {
+            case let .delta(text, tokens):
+                completion.text += text
+                completion.tokens += tokens.map(\.token)
+                await onToken(completion.tokens.count)
+            case let .finished(reason, _, _):
+                completion.finish = reason
+            }
+        }
+        return completion
+    }
+
+    func reference() throws -> [(prompt: [Int32], continuation: [Int32])] {
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Self.model + "/reference.json"))) as! [String: Any]
+        return (json["prompts"] as! [[String: Any]]).map {
+            (($0["tokens"] as! [Int]).map(Int32.init), ($0["greedy_continuation"] as! [Int]).map(Int32.init))
+        }
+    }
+
+    func testConcurrentCompletionsGiveTransformersGreedyText() async throws {
+        let tokenizer = start(try Running(tokenizer: true))
+        let scheduler = try scheduler(stages: [("0-1", [start(try Running(layers: 0..<1))]),
+                                               ("1-3", [start(try Running(layers: 1..<3))])], tokenizer: tokenizer)
+        await scheduler.start()
+        let prompts = try reference()
+        let completions = try await withThrowingTaskGroup(of: (Int, Completion).self) { group in
+            for (i, prompt) in prompts.enumerated() {
+                let stream = try await scheduler.submit(ClusterGenerationRequest(prompt: prompt.prompt, maxTokens: 24))
+                group.addTask { (i, try await self.collect(stream)) }
+            }
+            var results: [Int: Completion] = [:]
+            for try await (i, completion) in group { results[i] = completion }
+            return results
+        }
+        for (i, prompt) in prompts.enumerated() {
+            XCTAssertEqual(completions[i]?.tokens, prompt.continuation, "prompt \(i)")
+            XCTAssertEqual(completions[i]?.finish, .length)
+        }
+        await scheduler.stop()
+    }
+
+    func testFailoverToAReplicaGivesTheSameText() async throws {
+        let tokenizer = start(try Running(tokenizer: true))
+        let first = start(try Running(layers: 0..<1))
+        let replicaA = start(try Running(layers: 1..<3)), replicaB = start(try Running(layers: 1..<3))
+        let scheduler = try scheduler(stages: [("0-1", [first]), ("1-3", [replicaA, replicaB])], tokenizer: tokenizer)
+        await scheduler.start()
+        let prompt = try reference()[2]
+        let stream = try await scheduler.submit(ClusterGenerationRequest(prompt: prompt.prompt, maxTokens: 24))
+        var stopped = false
+        let completion = try await collect(stream) { count in
+            if count == 6 && !stopped {
+                stopped = true
+                await replicaA.stop()   // lane 0 runs on replica A of stage 1
+            }
+        }
+        XCTAssertTrue(stopped)
+        XCTAssertEqual(completion.tokens, prompt.continuation)
+        await scheduler.stop()
+    }
+
+    func testPastTheRecoveryBoundTheClientGetsAnError() async throws {
+        let tokenizer = start(try Running(tokenizer: true))
+        let last = start(try Running(layers: 1..<3))
+        let scheduler = try scheduler(stages: [("0-1", [start(try Running(layers: 0..<1))]), ("1-3", [last])],
+                                      tokenizer: tokenizer, recoverySeconds: 1)
+        await scheduler.start()
+        let stream = try await scheduler.submit(ClusterGenerationRequest(prompt: try reference()[1].prompt, maxTokens: 200))
+        var stopped = false
+        do {
+            _ = try await collect(stream) { count in
+                if count == 3 && !stopped {
+                    stopped = true
+                    await last.stop()
+                }
+            }
+            XCTFail("the completion should fail")
+        } catch let error as ClusterError {
+            guard case let .pipelineDown(message) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("layers 1-3"), message)
+        }
+        await scheduler.stop()
+    }
+
+    func testCancelledCompletionIsReleasedOnEveryStage() async throws {
+        let tokenizer = start(try Running(tokenizer: true))
+        let stage0 = start(try Running(layers: 0..<1)), stage1 = start(try Running(layers: 1..<3))
+        let scheduler = try scheduler(stages: [("0-1", [stage0]), ("1-3", [stage1])], tokenizer: tokenizer)
+        await scheduler.start()
+        let task = Task {
+            let stream = try await scheduler.submit(ClusterGenerationRequest(prompt: try self.reference()[3].prompt, maxTokens: 200))
+            for try await _ in stream {}
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertGreaterThan(stage1.shard!.info().activeSequences, 0)
+        task.cancel()
+        let deadline = ContinuousClock.now + .seconds(1)
+        while ContinuousClock.now < deadline,
+              stage0.shard!.info().activeSequences + stage1.shard!.info().activeSequences > 0 {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        XCTAssertEqual(stage0.shard!.info().activeSequences, 0)
+        XCTAssertEqual(stage1.shard!.info().activeSequences, 0)
+        let counts = await scheduler.counts
+        XCTAssertEqual(counts.running + counts.waiting, 0)
+        await scheduler.stop()
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    func next() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        value += 1
+        return value
+    }
+}
