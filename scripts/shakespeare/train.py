@@ -15,6 +15,11 @@ Data (from make_corpus.py, default /tmp/shakespeare):
     the rest of the sequence is padding, left out of the loss.
 
 AdamW, linear warmup then cosine decay over the wall-clock budget (--minutes), f32 weights.
+--init-from DIR continues training from a saved checkpoint instead of a random init: its weights
+are loaded with dtype=torch.float32 (its config must be the architecture above, its tokenizer.model
+is the default --tokenizer), the AdamW state is fresh and the same warmup + cosine schedule runs
+over the new budget with peak --lr (about 1e-3 suits a continuation). Give it another --seed than
+the first run so that it draws other windows and conversations.
 The learning-rate schedule follows the elapsed time, so two runs of the same seed differ in
 how many steps they make; the data order for a given step count is fixed by --seed.
 At the end: held-out perplexity (llama.cpp definition, see reference_perplexity.py) and
@@ -23,6 +28,8 @@ save_pretrained in bf16 safetensors with tokenizer.model next to it.
 Usage:
   python scripts/shakespeare/train.py --minutes 2 --threads 2 --out /tmp/shakespeare/sanity
   python scripts/shakespeare/train.py --minutes 45 --threads 2 --out Models/tiny-shakespeare
+  python scripts/shakespeare/train.py --init-from Models/tiny-shakespeare --seed 1235 --lr 1e-3 \
+      --minutes 50 --threads 2 --out /tmp/shakespeare/continued
 """
 import argparse
 import json
@@ -153,7 +160,12 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--data", default="/tmp/shakespeare")
-    ap.add_argument("--tokenizer", default=os.path.join(REPO, "Models/tiny-shakespeare/tokenizer.model"))
+    ap.add_argument("--tokenizer", default=None,
+                    help="SentencePiece model (default: DIR/tokenizer.model with --init-from DIR, "
+                         "else Models/tiny-shakespeare/tokenizer.model)")
+    ap.add_argument("--init-from", default=None, metavar="DIR",
+                    help="start from this checkpoint's weights (loaded in f32) instead of a random init; "
+                         "fresh optimizer, same schedule over --minutes")
     ap.add_argument("--out", default=os.path.join(REPO, "Models/tiny-shakespeare"))
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -164,6 +176,9 @@ def main():
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--eval-minutes", type=float, default=5.0)
     args = ap.parse_args()
+    if args.tokenizer is None:
+        args.tokenizer = (os.path.join(args.init_from, "tokenizer.model") if args.init_from
+                          else os.path.join(REPO, "Models/tiny-shakespeare/tokenizer.model"))
 
     torch.manual_seed(args.seed)
     random.seed(args.seed)
@@ -180,7 +195,18 @@ def main():
     eval_chunks = torch.tensor([[sp.bos_id()] + held[s:s + CTX - 1] for s in starts])
 
     cfg = make_config(sp.get_piece_size(), sp.bos_id(), sp.eos_id(), sp.pad_id())
-    model = GemmaForCausalLM(cfg)  # f32
+    if args.init_from:
+        model = GemmaForCausalLM.from_pretrained(args.init_from, dtype=torch.float32)
+        got, want = model.config.to_dict(), cfg.to_dict()
+        for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                  "num_key_value_heads", "head_dim", "hidden_act", "max_position_embeddings", "rms_norm_eps",
+                  "rope_parameters", "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id"):
+            if got.get(k) != want.get(k):
+                sys.exit(f"--init-from {args.init_from}: config {k} = {got.get(k)!r}, expected {want.get(k)!r}")
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        print(f"initialised from {args.init_from} (f32)")
+    else:
+        model = GemmaForCausalLM(cfg)  # f32
     n_params = sum(p.numel() for p in model.parameters())
     print(f"transformers {transformers.__version__}, torch {torch.__version__}, threads {args.threads}")
     print(f"parameters: {n_params:,} (tied embedding {cfg.vocab_size * cfg.hidden_size:,})")
