@@ -22,12 +22,15 @@ let package = Package(
         .library(name: "GemmaShard", targets: ["GemmaShard"]),
         .library(name: "GemmaShardService", targets: ["GemmaShardService"]),
         .executable(name: "gemma-shard", targets: ["gemma-shard"]),
+        .library(name: "GemmaRouter", targets: ["GemmaRouter"]),
+        .executable(name: "gemma-router", targets: ["gemma-router"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // Thin C modules over Debian's libraries.
@@ -58,6 +61,12 @@ let package = Package(
         // The router's engine: cluster config, continuous batching over the pipeline, recovery.
         .target(name: "GemmaCluster", dependencies: [
             "GemmaWire",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The router's HTTP front: an OpenAI-compatible API over the PipelineScheduler.
+        .target(name: "GemmaRouter", dependencies: [
+            "GemmaCluster", "GemmaWire",
+            .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The Tokenizer service's handlers: GemmaTokenizer behind gemma.v1.Tokenizer.
@@ -97,6 +106,14 @@ let package = Package(
                                          .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
                           path: "Services/gemma-shard"),
 
+        .executableTarget(name: "gemma-router",
+                          dependencies: ["GemmaRouter", "GemmaCluster", "GemmaWire",
+                                         .product(name: "Hummingbird", package: "hummingbird"),
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                         .product(name: "Logging", package: "swift-log"),
+                                         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                          path: "Services/gemma-router"),
+
         // Benchmarks (not tests): run in release.
         .executableTarget(name: "gemma-wire-bench",
                           dependencies: ["GemmaWire", "CNNG",
@@ -114,6 +131,11 @@ let package = Package(
         .testTarget(name: "GemmaClusterTests", dependencies: ["GemmaCluster", "GemmaWire", "GemmaShard", "GemmaShardService",
                                                               "GemmaTokenizerService",
                                                               .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "GemmaRouterTests", dependencies: ["GemmaRouter", "GemmaCluster", "GemmaWire", "GemmaShard",
+                                                            "GemmaShardService", "GemmaTokenizerService",
+                                                            .product(name: "Hummingbird", package: "hummingbird"),
+                                                            .product(name: "HummingbirdTesting", package: "hummingbird"),
+                                                            .product(name: "Logging", package: "swift-log")]),
         // Runs the built `gemma` executable the way outside checks call it.
         .testTarget(name: "GemmaCLITests"),
     ],

@@ -71,6 +71,8 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
     public var http: String
     /// When set, requests must carry `Authorization: Bearer <apiKey>`.
     public var apiKey: String?
+    /// Tokens a sequence may hold (prompt plus completion); 8192 (Gemma's) when absent.
+    public var contextLength: Int?
     public var scheduling: Scheduling
 
     public init(model: String? = nil, modelName: String, tokenizer: [String], stages: [Stage],
@@ -86,6 +88,7 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case model, modelName = "model_name", tokenizer, stages, http, apiKey = "api_key", scheduling
+        case contextLength = "context_length"
     }
 
     public init(from decoder: Decoder) throws {
@@ -96,6 +99,7 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
         stages = try c.decode([Stage].self, forKey: .stages)
         http = try c.decodeIfPresent(String.self, forKey: .http) ?? "127.0.0.1:8080"
         apiKey = try c.decodeIfPresent(String.self, forKey: .apiKey)
+        contextLength = try c.decodeIfPresent(Int.self, forKey: .contextLength)
         scheduling = try c.decodeIfPresent(Scheduling.self, forKey: .scheduling) ?? Scheduling()
     }
 
@@ -123,6 +127,9 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
         guard ["bf16", "f32"].contains(scheduling.hiddenDType) else {
             throw ClusterConfigError(path: path, problem: "scheduling.hidden_dtype '\(scheduling.hiddenDType)' is not bf16 or f32")
         }
+        if let contextLength, contextLength < 2 {
+            throw ClusterConfigError(path: path, problem: "context_length \(contextLength) is less than 2")
+        }
         guard !tokenizer.isEmpty else { throw ClusterConfigError(path: path, problem: "'tokenizer' lists no address") }
         guard !stages.isEmpty else { throw ClusterConfigError(path: path, problem: "'stages' is empty") }
         var next = 0
@@ -141,6 +148,9 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
             next = range.upperBound
         }
     }
+
+    /// Tokens a sequence may hold: `context_length`, or Gemma's 8192.
+    public var effectiveContextLength: Int { contextLength ?? 8192 }
 
     /// Layers the stages cover (0 ..< this).
     public var layerCount: Int { stages.last?.layerRange?.upperBound ?? 0 }

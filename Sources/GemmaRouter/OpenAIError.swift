@@ -1,0 +1,93 @@
+import Foundation
+import GemmaCluster
+import GemmaWire
+import Hummingbird
+
+/// An error as OpenAI's API reports it: `{"error": {"message", "type", "param", "code"}}` with
+/// its HTTP status (and Retry-After for 429).
+public struct OpenAIError: Error, HTTPResponseError, CustomStringConvertible {
+    public var status: HTTPResponse.Status
+    public var message: String
+    public var type: String
+    public var param: String?
+    public var code: String?
+    public var retryAfterSeconds: Int?
+
+    public init(_ status: HTTPResponse.Status, _ message: String, type: String = "invalid_request_error",
+                param: String? = nil, code: String? = nil, retryAfterSeconds: Int? = nil) {
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.retryAfterSeconds = retryAfterSeconds
+    }
+
+    /// 400 naming the parameter.
+    static func invalid(_ param: String?, _ message: String, code: String? = nil) -> OpenAIError {
+        OpenAIError(.badRequest, message, param: param, code: code)
+    }
+
+    public var description: String { "\(status.code) \(message)" }
+
+    public var json: JSONValue {
+        .object([("error", .object([
+            ("message", .string(message)),
+            ("type", .string(type)),
+            ("param", param.map(JSONValue.string) ?? .null),
+            ("code", code.map(JSONValue.string) ?? .null),
+        ]))])
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let retryAfterSeconds { headers[.retryAfter] = String(retryAfterSeconds) }
+        return Response(status: status, headers: headers,
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: json.serialized)))
+    }
+
+    /// The HTTP form of whatever went wrong while serving a request.
+    static func from(_ error: Error, promptParam: String) -> OpenAIError {
+        switch error {
+        case let error as OpenAIError:
+            return error
+        case let error as ClusterError:
+            switch error {
+            case let .overloaded(seconds):
+                return OpenAIError(.tooManyRequests, error.description, type: "rate_limit_exceeded",
+                                   code: "rate_limit_exceeded", retryAfterSeconds: max(1, seconds))
+            case .pipelineDown:
+                return OpenAIError(.serviceUnavailable, error.description, type: "service_unavailable", code: "pipeline_unavailable")
+            case .promptTooLong:
+                return OpenAIError(.badRequest, error.description, param: promptParam, code: "context_length_exceeded")
+            case .invalidRequest:
+                return OpenAIError(.badRequest, error.description)
+            }
+        case let error as RPCError:
+            if error.code == .invalidArgument {
+                return OpenAIError(.badRequest, error.message, param: promptParam)
+            }
+            return OpenAIError(.serviceUnavailable, "the tokenizer service is unavailable: \(error)",
+                               type: "service_unavailable", code: "tokenizer_unavailable")
+        case let error as HTTPError:
+            return OpenAIError(error.status, error.body ?? error.status.reasonPhrase,
+                               code: error.status == .notFound ? "not_found" : nil)
+        default:
+            return OpenAIError(.internalServerError, "\(error)", type: "internal_error")
+        }
+    }
+}
+
+/// Turns Hummingbird's own errors (unknown path, wrong method, body too large) into OpenAI's error JSON.
+struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context,
+                next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as OpenAIError {
+            throw error
+        } catch let error as HTTPError {
+            throw OpenAIError.from(error, promptParam: "prompt")
+        }
+    }
+}
