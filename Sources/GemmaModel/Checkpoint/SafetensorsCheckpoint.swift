@@ -132,12 +132,7 @@ public final class SafetensorsCheckpoint: TensorSource, @unchecked Sendable {
     }
 
     public func loadFloat32(_ name: String, shape: [Int]) throws -> [Float] {
-        let (file, info) = try checkedInfo(name, shape: shape)
-        let count = info.elementCount
-        if count == 0 { return [] }
-        return [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-            convertToFloat32(file.rawBytes(of: info), dtype: info.dtype, count: count, into: buffer.baseAddress!)
-            initialized = count
-        }
+        let raw = try rawTensor(name, shape: shape)
+        return try raw.type.decode(raw.bytes.bytes)
     }
 }

@@ -22,27 +22,3 @@ public enum TensorDType: String, Sendable, CaseIterable {
         }
     }
 }
-
-/// Converts raw little-endian elements of `dtype` to f32, writing `count` values to `out`.
-func convertToFloat32(_ source: UnsafeRawBufferPointer, dtype: TensorDType, count: Int,
-                      into out: UnsafeMutablePointer<Float>) {
-    switch dtype {
-    case .f32:
-        precondition(source.count >= count * 4)
-        for i in 0..<count {
-            out[i] = Float(bitPattern: UInt32(littleEndian: source.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
-        }
-    case .bf16:
-        precondition(source.count >= count * 2)
-        for i in 0..<count {
-            let bits = UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
-            out[i] = Float(bitPattern: UInt32(bits) << 16)
-        }
-    case .f16:
-        precondition(source.count >= count * 2)
-        for i in 0..<count {
-            let bits = UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
-            out[i] = Float(Float16(bitPattern: bits))
-        }
-    }
-}
