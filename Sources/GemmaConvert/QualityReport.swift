@@ -41,7 +41,7 @@ public struct QualityReport: Sendable {
                 let kl = klDivergence(x, y)
                 klSum += kl
                 report.maxKL = max(report.maxKL, kl)
-                if argmax(x) == argmax(y) { agreements += 1 }
+                if argmax(x) == argmax(y) { agreements += 1 }  // lowest id among equal maxima, as greedy picks
                 let c = cosine(x, y)
                 cosineSum += c
                 report.minCosine = min(report.minCosine, c)
@@ -81,7 +81,7 @@ public struct QualityReport: Sendable {
     }
 
     static func argmax(_ x: [Float]) -> Int {
-        x.indices.max { x[$0] < x[$1] || (x[$0] == x[$1] && $0 > $1) } ?? 0
+        x.withUnsafeBufferPointer { Sampler.argmax($0) }
     }
 
     /// The report as JSON-ready values.
