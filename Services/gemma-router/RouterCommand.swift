@@ -71,23 +71,29 @@ struct RouterCommand: AsyncParsableCommand {
         let stages = try config.stages.map { stage in
             try stage.replicas.map { try RPCClient(url: $0, configuration: .init(retry: .never)) }
         }
-        let fingerprint: String
+        let summary: PipelineSummary
         do {
-            fingerprint = try await checkPipeline(config: config, stages: stages, tokenizer: tokenizer,
-                                                  timeout: .milliseconds(Int64(startupTimeoutSeconds * 1000)), logger: logger)
+            summary = try await checkPipeline(config: config, stages: stages, tokenizer: tokenizer,
+                                              timeout: .milliseconds(Int64(startupTimeoutSeconds * 1000)), logger: logger)
         } catch let error as PipelineCheckError {
             logger.critical("\(error.description)")
             throw ExitCode(1)
         }
+        let contextLength = summary.servedContextLength(configured: config.contextLength)
+        if contextLength < min(config.contextLength ?? summary.modelContextLength, summary.modelContextLength) {
+            logger.warning("context length lowered to what the smallest stage's KV cache holds for one sequence; give the shards more --kv-cache-bytes",
+                           metadata: ["context_length": "\(contextLength)"])
+        }
         logger.info("pipeline ready", metadata: ["stages": "\(config.stages.count)", "model": "\(config.modelName)",
-                                                 "fingerprint": "\(fingerprint.prefix(16))",
-                                                 "context_length": "\(config.effectiveContextLength)"])
+                                                 "fingerprint": "\(summary.fingerprint.prefix(16))",
+                                                 "context_length": "\(contextLength)",
+                                                 "kv_capacity_positions": "\(summary.kvPositionCapacity)"])
 
-        let scheduler = PipelineScheduler(config: config, stages: stages, tokenizer: tokenizer,
-                                          contextLength: config.effectiveContextLength, logger: logger)
+        let scheduler = PipelineScheduler(config: config, stages: stages, tokenizer: tokenizer, contextLength: contextLength,
+                                          kvPositionCapacity: summary.kvPositionCapacity, logger: logger)
         await scheduler.start()
         let router = OpenAIRouter(scheduler: scheduler, cluster: config, tokenizer: tokenizer, stages: stages,
-                                  contextLength: config.effectiveContextLength,
+                                  contextLength: contextLength,
                                   configuration: .init(modelName: config.modelName, apiKey: config.apiKey), logger: logger)
         let app = router.application(host: host, port: port)
         logger.info("serving HTTP", metadata: ["address": "\(host):\(port)"])

@@ -13,6 +13,12 @@ import Logging
 /// stages accept idempotently. Sampling depends only on the seed and the position, so the text
 /// is the same as an undisturbed run's. Past `recoverySeconds` the clients get an error and
 /// every stage is told to release their sequences.
+///
+/// Admission: a sequence reserves its whole length (prompt plus max_tokens, within the
+/// context) of KV cache on every stage when it starts running, and the stages allocate exactly
+/// that (`Segment.reserve_positions`), so the running sequences always fit the smallest stage's
+/// cache. Requests that do not fit yet wait, first come first served; past
+/// `maxWaitingRequests` waiting, new ones are refused with `overloaded` (HTTP 429).
 public actor PipelineScheduler {
     /// A completion in progress.
     struct Sequence {
@@ -20,6 +26,8 @@ public actor PipelineScheduler {
         let request: ClusterGenerationRequest
         let continuation: AsyncThrowingStream<GenerationEvent, Error>.Continuation
         var history: [Int32]
+        /// Positions of KV cache it holds on every stage while running.
+        let reservation: Int
         var generated = 0
         /// Positions the stages of its lane hold for it.
         var cached = 0
@@ -46,6 +54,7 @@ public actor PipelineScheduler {
         let stopTokens: Set<Int32>
         let pending: Data
         let started: Bool
+        let reservePositions: Int
     }
 
     struct Plan: Sendable {
@@ -69,6 +78,10 @@ public actor PipelineScheduler {
 
     public let config: ClusterConfig
     public let contextLength: Int
+    /// Positions of KV cache the smallest stage holds (nil: not limited).
+    public let kvPositionCapacity: Int?
+    /// Positions reserved by the running sequences.
+    var reservedPositions = 0
     let stages: [[RPCClient]]
     let tokenizer: RPCClient
     let logger: Logger
@@ -85,12 +98,15 @@ public actor PipelineScheduler {
     /// Sequences that run at once; more wait for admission.
     var maxActive: Int { laneCount * config.scheduling.maxBatchSequences }
 
+    /// - Parameter kvPositionCapacity: positions of KV cache the smallest stage replica holds
+    ///   (`kv_capacity_bytes / kv_bytes_per_position` of its Info); nil admits by count alone.
     public init(config: ClusterConfig, stages: [[RPCClient]], tokenizer: RPCClient, contextLength: Int,
-                logger: Logger = Logger(label: "gemma.router")) {
+                kvPositionCapacity: Int? = nil, logger: Logger = Logger(label: "gemma.router")) {
         self.config = config
         self.stages = stages
         self.tokenizer = tokenizer
         self.contextLength = contextLength
+        self.kvPositionCapacity = kvPositionCapacity
         self.logger = logger
         laneCount = max(1, stages.count)
         laneReplicas = (0..<max(1, stages.count)).map { lane in stages.map { lane % max(1, $0.count) } }
@@ -116,10 +132,14 @@ public actor PipelineScheduler {
         releaseEverywhere(Array(sequences.keys))
         sequences.removeAll()
         waiting.removeAll()
+        reservedPositions = 0
     }
 
     /// Requests that are running and waiting.
     public var counts: (running: Int, waiting: Int) { (sequences.count - waiting.count, waiting.count) }
+
+    /// KV cache positions reserved by running sequences, and the capacity (nil: not limited).
+    public var kvReservation: (reserved: Int, capacity: Int?) { (reservedPositions, kvPositionCapacity) }
 
     /// Queues a completion. The stream yields text deltas and then `finished`; ending the
     /// stream early (the client went away) cancels the completion and frees its KV caches.
@@ -130,8 +150,9 @@ public actor PipelineScheduler {
         guard request.prompt.count < contextLength else {
             throw ClusterError.promptTooLong(tokens: request.prompt.count, limit: contextLength)
         }
-        guard waiting.count < config.scheduling.maxWaitingRequests || sequences.count < maxActive else {
-            throw ClusterError.overloaded(retryAfterSeconds: 1)
+        let reservation = min(request.prompt.count + request.maxTokens, contextLength)
+        if let capacity = kvPositionCapacity, reservation > capacity {
+            throw ClusterError.invalidRequest("the prompt and max_tokens need \(reservation) positions of KV cache, but the smallest stage holds \(capacity); lower max_tokens")
         }
         let id = nextID
         nextID += 1
@@ -140,16 +161,28 @@ public actor PipelineScheduler {
             guard case .cancelled = termination, let self else { return }
             Task { await self.cancel(id) }
         }
-        sequences[id] = Sequence(id: id, request: request, continuation: continuation, history: request.prompt)
+        sequences[id] = Sequence(id: id, request: request, continuation: continuation, history: request.prompt,
+                                 reservation: reservation)
         waiting.append(id)
         admit()
+        if waiting.count > config.scheduling.maxWaitingRequests, waiting.last == id {
+            waiting.removeLast()
+            sequences[id] = nil
+            continuation.onTermination = nil
+            continuation.finish()
+            throw ClusterError.overloaded(retryAfterSeconds: 1)
+        }
         return stream
     }
 
-    /// Moves waiting sequences into the least loaded lanes while there is room.
+    /// Moves waiting sequences, oldest first, into the least loaded lanes while there is room:
+    /// fewer than `maxActive` running and their reservation fits the KV capacity.
     func admit() {
-        while !waiting.isEmpty, sequences.count - waiting.count < maxActive {
-            let id = waiting.removeFirst()
+        while let id = waiting.first, sequences.count - waiting.count < maxActive,
+              let reservation = sequences[id]?.reservation,
+              reservedPositions + reservation <= kvPositionCapacity ?? .max {
+            waiting.removeFirst()
+            reservedPositions += reservation
             var load = Array(repeating: 0, count: laneCount)
             for s in sequences.values where s.lane >= 0 { load[s.lane] += 1 }
             let lane = load.indices.min { load[$0] < load[$1] } ?? 0
@@ -175,6 +208,7 @@ public actor PipelineScheduler {
 
     func remove(_ id: UInt64) {
         guard let sequence = sequences.removeValue(forKey: id) else { return }
+        if sequence.lane >= 0 { reservedPositions -= sequence.reservation }
         waiting.removeAll { $0 == id }
         if sequence.lane >= 0 || sequence.cached > 0 { releaseEverywhere([id]) }
         admit()
@@ -225,7 +259,8 @@ public actor PipelineScheduler {
             entries.append(Entry(id: id, start: s.cached, tokens: Array(s.history[s.cached..<s.cached + count]),
                                  samplesNext: count == remaining, sampling: s.request.sampling,
                                  logprobs: s.request.logprobs, topLogprobs: s.request.topLogprobs,
-                                 stopTokens: s.request.stopTokens, pending: s.pending, started: s.started))
+                                 stopTokens: s.request.stopTokens, pending: s.pending, started: s.started,
+                                 reservePositions: s.reservation))
             s.inFlight = true
             sequences[id] = s
         }
@@ -244,6 +279,7 @@ public actor PipelineScheduler {
                 var segment = Gemma_V1_Segment()
                 segment.sequenceID = entry.id
                 segment.startPosition = UInt32(entry.start)
+                segment.reservePositions = UInt32(entry.reservePositions)
                 if k == 0 { segment.tokens = entry.tokens } else { segment.hidden = hidden[i] }
                 if k == stages.count - 1 {
                     segment.sampling = entry.sampling

@@ -3,6 +3,22 @@ import GemmaCluster
 import GemmaWire
 import Logging
 
+/// What the stages said at start: the model they serve and how much they hold.
+public struct PipelineSummary: Sendable, Equatable {
+    /// The model's fingerprint (the same on every stage).
+    public var fingerprint: String
+    /// The model's context length (smallest any stage reports).
+    public var modelContextLength: Int
+    /// Positions of KV cache the smallest stage replica holds.
+    public var kvPositionCapacity: Int
+
+    /// The context the router serves: the config's `context_length` (or the model's), never
+    /// more than the model's or than the smallest stage's KV cache can hold for one sequence.
+    public func servedContextLength(configured: Int?) -> Int {
+        min(configured ?? modelContextLength, modelContextLength, kvPositionCapacity)
+    }
+}
+
 /// A pipeline that does not match its config: names the stage and the replica.
 public struct PipelineCheckError: Error, CustomStringConvertible {
     public let description: String
@@ -12,9 +28,9 @@ public struct PipelineCheckError: Error, CustomStringConvertible {
 /// range, the model's layer count, and one model fingerprint across all stages. Replicas that do
 /// not answer yet are asked again until `timeout` (workers may still be loading); a replica
 /// that answers with the wrong layers or model fails at once.
-/// - Returns: the model fingerprint.
+/// - Returns: the fingerprint, the model's context and the smallest KV capacity.
 public func checkPipeline(config: ClusterConfig, stages: [[RPCClient]], tokenizer: RPCClient,
-                          timeout: Duration = .seconds(60), logger: Logger) async throws -> String {
+                          timeout: Duration = .seconds(60), logger: Logger) async throws -> PipelineSummary {
     let deadline = ContinuousClock.now + timeout
     var infos: [[Gemma_V1_ShardInfo?]] = stages.map { Array(repeating: nil, count: $0.count) }
     var tokenizerAnswered = false
@@ -62,7 +78,13 @@ public func checkPipeline(config: ClusterConfig, stages: [[RPCClient]], tokenize
                 if reference == nil { reference = (name, info.modelFingerprint) }
             }
         }
-        if missing.isEmpty, let reference { return reference.fingerprint }
+        if missing.isEmpty, let reference {
+            let all = infos.joined().compactMap { $0 }
+            return PipelineSummary(
+                fingerprint: reference.fingerprint,
+                modelContextLength: all.map { Int($0.contextLength) }.filter { $0 > 0 }.min() ?? config.effectiveContextLength,
+                kvPositionCapacity: all.map { $0.kvBytesPerPosition == 0 ? Int.max : Int($0.kvCapacityBytes / $0.kvBytesPerPosition) }.min() ?? .max)
+        }
         if ContinuousClock.now >= deadline {
             throw PipelineCheckError(description: "gave up waiting for the pipeline: " + missing.joined(separator: "; "))
         }

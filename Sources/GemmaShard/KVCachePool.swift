@@ -64,19 +64,20 @@ public final class KVCachePool: @unchecked Sendable {
 
     /// Readies the caches of a batch's segments, or refuses the batch changing nothing.
     ///
-    /// For each `(id, start, count)`: a known sequence must have at least `start` cached
-    /// positions (its cache is truncated to `start`, so a repeated segment recomputes the same
-    /// values); an unknown one must start at 0 (it gets a new cache). The caches are grown to
-    /// hold `start + count` positions.
+    /// For each `(id, start, count, reserve)`: a known sequence must have at least `start`
+    /// cached positions (its cache is truncated to `start`, so a repeated segment recomputes the
+    /// same values); an unknown one must start at 0 (it gets a new cache). The caches are grown
+    /// to hold `max(start + count, reserve)` positions: a sequence whose first segment reserves
+    /// its whole length (prompt plus completion) never grows again.
     ///
     /// - Throws: `ShardError.unknownSequence` or `.positionGap` for the first segment that does
     ///   not fit its sequence, `.kvCacheExhausted` when growing would pass the budget.
-    public func prepare(_ segments: [(id: UInt64, start: Int, count: Int)]) throws(ShardError) -> Prepared {
+    public func prepare(_ segments: [(id: UInt64, start: Int, count: Int, reserve: Int)]) throws(ShardError) -> Prepared {
         lock.lock()
         defer { lock.unlock() }
         var extra = 0
         for segment in segments {
-            let end = segment.start + segment.count
+            let end = max(segment.start + segment.count, segment.reserve)
             if let cache = caches[segment.id] {
                 guard segment.start <= cache.length else {
                     throw .positionGap(id: segment.id, cachedPositions: cache.length, startPosition: segment.start)
@@ -96,7 +97,7 @@ public final class KVCachePool: @unchecked Sendable {
         var result: [SequenceKVCache] = []
         var created: [UInt64] = []
         for segment in segments {
-            let end = segment.start + segment.count
+            let end = max(segment.start + segment.count, segment.reserve)
             let cache: SequenceKVCache
             if let known = caches[segment.id] {
                 cache = known

@@ -91,7 +91,8 @@ public final class ShardEngine: @unchecked Sendable {
         ShardStatus(firstLayer: layerRange.lowerBound, endLayer: layerRange.upperBound, layerCount: config.layerCount,
                     hiddenSize: config.hiddenSize, vocabularySize: config.vocabularySize,
                     contextLength: config.contextLength, isFirst: isFirstStage, isLast: isLastStage,
-                    kvCapacityBytes: pool.capacityBytes, kvUsedBytes: pool.usedBytes, activeSequences: pool.count,
+                    kvCapacityBytes: pool.capacityBytes, kvUsedBytes: pool.usedBytes,
+                    kvBytesPerPosition: pool.bytes(positions: 1), activeSequences: pool.count,
                     modelFingerprint: fingerprint)
     }
 
@@ -111,7 +112,7 @@ public final class ShardEngine: @unchecked Sendable {
     ///   `.kvCacheExhausted` when the batch does not fit the budget. Nothing changes then.
     public func forward(_ segments: [ShardSegment], hiddenDType: HiddenDType = .bf16) throws(ShardError) -> ShardOutput {
         var hidden = try validatedInput(segments)
-        let prepared = try pool.prepare(segments.map { ($0.sequenceID, $0.startPosition, $0.input.count) })
+        let prepared = try pool.prepare(segments.map { ($0.sequenceID, $0.startPosition, $0.input.count, $0.reservePositions) })
         do {
             let batch = zip(prepared.caches, segments).map { cache, segment in
                 BatchSegment(cache: cache, startPosition: segment.startPosition, count: segment.input.count)
@@ -146,6 +147,9 @@ public final class ShardEngine: @unchecked Sendable {
             }
             guard count <= config.contextLength - segment.startPosition else {
                 throw .invalidArgument("\(name) starts at \(segment.startPosition) with \(count) positions, past the model's context length \(config.contextLength)")
+            }
+            guard segment.reservePositions >= 0, segment.reservePositions <= config.contextLength else {
+                throw .invalidArgument("\(name) reserves \(segment.reservePositions) positions, more than the model's context length \(config.contextLength)")
             }
             rows += count
             guard rows <= configuration.maxBatchTokens else {

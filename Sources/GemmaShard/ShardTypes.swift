@@ -29,15 +29,19 @@ public struct ShardSegment: Sendable, Equatable {
     public var wantLogprobs: Bool
     /// Last stage: report this many most likely alternatives.
     public var topLogprobs: Int
+    /// Positions the sequence may reach in all; its KV cache is reserved that large at once
+    /// (0: grow as needed).
+    public var reservePositions: Int
 
     public init(sequenceID: UInt64, startPosition: Int, input: Input, sampling: SamplingParameters = .greedy,
-                wantLogprobs: Bool = false, topLogprobs: Int = 0) {
+                wantLogprobs: Bool = false, topLogprobs: Int = 0, reservePositions: Int = 0) {
         self.sequenceID = sequenceID
         self.startPosition = startPosition
         self.input = input
         self.sampling = sampling
         self.wantLogprobs = wantLogprobs
         self.topLogprobs = topLogprobs
+        self.reservePositions = reservePositions
     }
 }
 
@@ -92,6 +96,8 @@ public struct ShardStatus: Sendable, Equatable {
     /// The KV cache budget and what the sequences hold of it.
     public var kvCapacityBytes: Int
     public var kvUsedBytes: Int
+    /// Bytes one position of one sequence takes in the cache.
+    public var kvBytesPerPosition: Int
     public var activeSequences: Int
     /// SHA-256 of the model (see `ModelFingerprint`), 64 lowercase hex digits.
     public var modelFingerprint: String

@@ -106,6 +106,8 @@ public final class ShardService: Sendable {
         info.hiddenSize = UInt32(status.hiddenSize)
         info.vocabSize = UInt32(status.vocabularySize)
         info.activeSequences = UInt32(status.activeSequences)
+        info.kvBytesPerPosition = UInt64(status.kvBytesPerPosition)
+        info.contextLength = UInt32(status.contextLength)
         return info
     }
 
@@ -168,7 +170,8 @@ public final class ShardService: Sendable {
                 sampling: SamplingParameters(temperature: sampling.temperature, topK: Int(sampling.topK),
                                              topP: topP, seed: sampling.seed),
                 wantLogprobs: segment.wantLogprobs,
-                topLogprobs: Int(segment.topLogprobs)))
+                topLogprobs: Int(segment.topLogprobs),
+                reservePositions: Int(segment.reservePositions)))
         }
         return segments
     }

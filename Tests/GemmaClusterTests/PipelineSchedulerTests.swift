@@ -64,16 +64,18 @@ final class PipelineSchedulerTests: XCTestCase {
     }
 
     /// A scheduler over stages made of `replicas[i]` services each.
-    func scheduler(stages: [(String, [Running])], tokenizer: Running, recoverySeconds: Double = 20) throws -> PipelineScheduler {
+    func scheduler(stages: [(String, [Running])], tokenizer: Running, recoverySeconds: Double = 20,
+                   kvPositionCapacity: Int? = nil, maxWaitingRequests: Int = 64) throws -> PipelineScheduler {
         var config = ClusterConfig(modelName: "tiny", tokenizer: [tokenizer.url],
                                    stages: stages.map { .init(layers: $0.0, replicas: $0.1.map(\.url)) }, http: "127.0.0.1:0")
         config.scheduling.hiddenDType = "f32"
         config.scheduling.recoverySeconds = recoverySeconds
         config.scheduling.stageTimeoutSeconds = 2
+        config.scheduling.maxWaitingRequests = maxWaitingRequests
         let quickRetry = RPCClient.Configuration(retry: .never)
         let clients = try stages.map { try $0.1.map { try RPCClient(url: $0.url, configuration: quickRetry) } }
         let scheduler = PipelineScheduler(config: config, stages: clients, tokenizer: try RPCClient(url: tokenizer.url),
-                                          contextLength: 256, logger: Self.quiet("router"))
+                                          contextLength: 256, kvPositionCapacity: kvPositionCapacity, logger: Self.quiet("router"))
         return scheduler
     }
 
@@ -124,6 +126,49 @@ final class PipelineSchedulerTests: XCTestCase {
             XCTAssertEqual(completions[i]?.tokens, prompt.continuation, "prompt \(i)")
             XCTAssertEqual(completions[i]?.finish, .length)
         }
+        await scheduler.stop()
+    }
+
+    func testAdmissionWaitsForKVCapacityAndRefusesPastTheQueue() async throws {
+        let tokenizer = start(try Running(tokenizer: true))
+        let stage0 = start(try Running(layers: 0..<1)), stage1 = start(try Running(layers: 1..<3))
+        let prompt = try reference()[0]
+        let reservation = prompt.prompt.count + 24
+        // Room for one sequence's reservation and a half; one may wait.
+        let scheduler = try scheduler(stages: [("0-1", [stage0]), ("1-3", [stage1])], tokenizer: tokenizer,
+                                      kvPositionCapacity: reservation * 3 / 2, maxWaitingRequests: 1)
+        await scheduler.start()
+        let request = ClusterGenerationRequest(prompt: prompt.prompt, maxTokens: 24)
+        let first = try await scheduler.submit(request)
+        let second = try await scheduler.submit(request)
+        var counts = await scheduler.counts
+        XCTAssertEqual([counts.running, counts.waiting], [1, 1])
+        let reserved = await scheduler.kvReservation.reserved
+        XCTAssertEqual(reserved, reservation)
+        do {
+            _ = try await scheduler.submit(request)
+            XCTFail("a third request should be refused while one waits")
+        } catch let error as ClusterError {
+            XCTAssertEqual(error, .overloaded(retryAfterSeconds: 1))
+        }
+        // Too long for the KV capacity at all: refused with the reason.
+        do {
+            _ = try await scheduler.submit(ClusterGenerationRequest(prompt: prompt.prompt, maxTokens: reservation * 2))
+            XCTFail("a request larger than the KV capacity should be refused")
+        } catch let ClusterError.invalidRequest(message) {
+            XCTAssertTrue(message.contains("positions of KV cache"), message)
+        }
+        let a = try await collect(first)
+        // The first sequence's whole length was reserved at once on each stage.
+        let bytesPerPosition = Int(stage1.shard!.info().kvBytesPerPosition)
+        XCTAssertLessThanOrEqual(Int(stage1.shard!.info().kvUsedBytes), reservation * bytesPerPosition)
+        let b = try await collect(second)
+        XCTAssertEqual(a.tokens, prompt.continuation)
+        XCTAssertEqual(b.tokens, prompt.continuation)
+        counts = await scheduler.counts
+        XCTAssertEqual([counts.running, counts.waiting], [0, 0])
+        let left = await scheduler.kvReservation.reserved
+        XCTAssertEqual(left, 0)
         await scheduler.stop()
     }
 

@@ -46,19 +46,34 @@ final class ShardEngineTests: XCTestCase {
 
     func testPoolRefusesWhatPassesTheBudgetAndChangesNothing() throws {
         let pool = KVCachePool(capacityBytes: 1000 * 8, layerCount: 1, kvWidth: 1)  // 8 bytes a position
-        _ = try pool.prepare([(1, 0, 500)])
+        _ = try pool.prepare([(1, 0, 500, 0)])
         XCTAssertEqual(pool.usedBytes, 500 * 8)
         // Growing 1 doubles it (to 1000 positions): exactly the budget.
-        let grown = try pool.prepare([(1, 0, 501)])
+        let grown = try pool.prepare([(1, 0, 501, 0)])
         XCTAssertEqual(grown.caches[0].capacity, 1000)
         XCTAssertEqual(grown.created, [])
         XCTAssertEqual(pool.usedBytes, 1000 * 8)
-        let error = assertShardError { try pool.prepare([(2, 0, 1)]) }
+        let error = assertShardError { try pool.prepare([(2, 0, 1, 0)]) }
         XCTAssertEqual(error, .kvCacheExhausted(neededBytes: 16 * 8, usedBytes: 1000 * 8, capacityBytes: 1000 * 8))
         XCTAssertEqual(pool.count, 1)
         XCTAssertEqual(pool.release([2, 1, 1]), 1)
         XCTAssertEqual(pool.usedBytes, 0)
         XCTAssertEqual(pool.count, 0)
+    }
+
+    func testReservedSequencesTakeTheirWholeLengthOnceAndNeverGrow() throws {
+        let pool = KVCachePool(capacityBytes: 1000 * 8, layerCount: 1, kvWidth: 1)
+        let first = try pool.prepare([(1, 0, 10, 300), (2, 0, 3, 600)])
+        XCTAssertEqual(first.caches.map(\.capacity), [300, 600])
+        XCTAssertEqual(pool.usedBytes, 900 * 8)
+        // Growing inside the reservation takes nothing more.
+        let step = try pool.prepare([(1, 0, 11, 300), (2, 0, 4, 600)])
+        XCTAssertEqual(step.caches.map(\.capacity), [300, 600])
+        XCTAssertEqual(pool.usedBytes, 900 * 8)
+        // A third sequence that reserves more than is left is refused, changing nothing.
+        let error = assertShardError { try pool.prepare([(3, 0, 1, 101)]) }
+        XCTAssertEqual(error, .kvCacheExhausted(neededBytes: 101 * 8, usedBytes: 900 * 8, capacityBytes: 1000 * 8))
+        XCTAssertEqual(pool.count, 2)
     }
 
     func testEngineErrorsNameTheSequenceAndChangeNothing() throws {
@@ -86,6 +101,13 @@ final class ShardEngineTests: XCTestCase {
         XCTAssertEqual(engine.status.activeSequences, 1)
         XCTAssertEqual(engine.status.kvUsedBytes, used)
         XCTAssertEqual(engine.pool.cachedPositions(4), 3)
+        let context = engine.config.contextLength
+        error = assertShardError {
+            try engine.forward([ShardSegment(sequenceID: 7, startPosition: 0, input: .tokens([2]), reservePositions: context + 1)])
+        }
+        XCTAssertEqual(error?.statusName, "INVALID_ARGUMENT")
+        XCTAssertEqual(error?.description.contains("reserves \(context + 1) positions"), true)
+        XCTAssertEqual(engine.status.kvBytesPerPosition, 2 * 2 * engine.config.kvWidth * 4)
     }
 
     func testStagesChainedInProcessGiveTheWholeModelsLogitsSampling() throws {

@@ -85,6 +85,11 @@ public nonisolated struct Gemma_V1_Segment: Sendable {
   /// Last stage: also report this many most likely alternatives (0 for none).
   public var topLogprobs: UInt32 = 0
 
+  /// Positions the sequence may reach in all (prompt plus completion). A stage that creates or
+  /// grows the sequence's KV cache reserves this many positions at once, so the cache never
+  /// grows past what the router admitted; 0 lets the stage grow the cache as needed.
+  public var reservePositions: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -266,6 +271,13 @@ public nonisolated struct Gemma_V1_ShardInfo: Sendable {
   /// Sequences that currently hold KV cache here.
   public var activeSequences: UInt32 = 0
 
+  /// Bytes of KV cache one position of one sequence takes on this stage (keys and values of
+  /// every layer it holds), so that kv_capacity_bytes / kv_bytes_per_position positions fit.
+  public var kvBytesPerPosition: UInt64 = 0
+
+  /// Positions a sequence may reach in this model (its max_position_embeddings).
+  public var contextLength: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -322,7 +334,7 @@ nonisolated extension Gemma_V1_SamplingParams: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Gemma_V1_Segment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Segment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sequence_id\0\u{3}start_position\0\u{1}tokens\0\u{1}hidden\0\u{1}sampling\0\u{3}want_logprobs\0\u{3}top_logprobs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sequence_id\0\u{3}start_position\0\u{1}tokens\0\u{1}hidden\0\u{1}sampling\0\u{3}want_logprobs\0\u{3}top_logprobs\0\u{3}reserve_positions\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -337,6 +349,7 @@ nonisolated extension Gemma_V1_Segment: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 5: try { try decoder.decodeSingularMessageField(value: &self._sampling) }()
       case 6: try { try decoder.decodeSingularBoolField(value: &self.wantLogprobs) }()
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self.topLogprobs) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.reservePositions) }()
       default: break
       }
     }
@@ -368,6 +381,9 @@ nonisolated extension Gemma_V1_Segment: SwiftProtobuf.Message, SwiftProtobuf._Me
     if self.topLogprobs != 0 {
       try visitor.visitSingularUInt32Field(value: self.topLogprobs, fieldNumber: 7)
     }
+    if self.reservePositions != 0 {
+      try visitor.visitSingularUInt32Field(value: self.reservePositions, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -379,6 +395,7 @@ nonisolated extension Gemma_V1_Segment: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs._sampling != rhs._sampling {return false}
     if lhs.wantLogprobs != rhs.wantLogprobs {return false}
     if lhs.topLogprobs != rhs.topLogprobs {return false}
+    if lhs.reservePositions != rhs.reservePositions {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -677,7 +694,7 @@ nonisolated extension Gemma_V1_ShardInfoRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Gemma_V1_ShardInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ShardInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}first_layer\0\u{3}end_layer\0\u{3}layer_count\0\u{3}model_fingerprint\0\u{3}kv_capacity_bytes\0\u{3}kv_used_bytes\0\u{3}is_first\0\u{3}is_last\0\u{3}hidden_size\0\u{3}vocab_size\0\u{3}active_sequences\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}first_layer\0\u{3}end_layer\0\u{3}layer_count\0\u{3}model_fingerprint\0\u{3}kv_capacity_bytes\0\u{3}kv_used_bytes\0\u{3}is_first\0\u{3}is_last\0\u{3}hidden_size\0\u{3}vocab_size\0\u{3}active_sequences\0\u{3}kv_bytes_per_position\0\u{3}context_length\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -696,6 +713,8 @@ nonisolated extension Gemma_V1_ShardInfo: SwiftProtobuf.Message, SwiftProtobuf._
       case 9: try { try decoder.decodeSingularUInt32Field(value: &self.hiddenSize) }()
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self.vocabSize) }()
       case 11: try { try decoder.decodeSingularUInt32Field(value: &self.activeSequences) }()
+      case 12: try { try decoder.decodeSingularUInt64Field(value: &self.kvBytesPerPosition) }()
+      case 13: try { try decoder.decodeSingularUInt32Field(value: &self.contextLength) }()
       default: break
       }
     }
@@ -735,6 +754,12 @@ nonisolated extension Gemma_V1_ShardInfo: SwiftProtobuf.Message, SwiftProtobuf._
     if self.activeSequences != 0 {
       try visitor.visitSingularUInt32Field(value: self.activeSequences, fieldNumber: 11)
     }
+    if self.kvBytesPerPosition != 0 {
+      try visitor.visitSingularUInt64Field(value: self.kvBytesPerPosition, fieldNumber: 12)
+    }
+    if self.contextLength != 0 {
+      try visitor.visitSingularUInt32Field(value: self.contextLength, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -750,6 +775,8 @@ nonisolated extension Gemma_V1_ShardInfo: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.hiddenSize != rhs.hiddenSize {return false}
     if lhs.vocabSize != rhs.vocabSize {return false}
     if lhs.activeSequences != rhs.activeSequences {return false}
+    if lhs.kvBytesPerPosition != rhs.kvBytesPerPosition {return false}
+    if lhs.contextLength != rhs.contextLength {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
