@@ -5,7 +5,7 @@ import Hummingbird
 import Logging
 
 /// The router's HTTP front: OpenAI's completions, chat completions and models endpoints over a
-/// `PipelineScheduler`, plus /health.
+/// `PipelineScheduler`, plus /health and /metrics (Prometheus).
 ///
 /// Prompts are tokenized (with BOS) and chat conversations rendered by the tokenizer service;
 /// generation stops at the tokenizer's stop ids (eos, end_of_turn) unless `ignore_eos`.
@@ -29,6 +29,7 @@ public final class OpenAIRouter: Sendable {
 
     public let scheduler: PipelineScheduler
     public let configuration: Configuration
+    public let metrics: RouterMetrics
     let tokenizer: RPCClient
     let stages: [[RPCClient]]
     let stageLayers: [String]
@@ -50,6 +51,7 @@ public final class OpenAIRouter: Sendable {
         self.configuration = configuration
         self.contextLength = contextLength
         self.logger = logger
+        metrics = RouterMetrics(modelName: configuration.modelName)
     }
 
     /// The HTTP routes.
@@ -57,6 +59,7 @@ public final class OpenAIRouter: Sendable {
         let router = Router()
         router.add(middleware: OpenAIErrorMiddleware())
         router.get("/health") { _, _ in try await self.health() }
+        router.get("/metrics") { _, _ in await self.metricsResponse() }
         router.get("/v1/models") { request, _ in
             try self.authorize(request)
             return self.jsonResponse(.object([("object", .string("list")), ("data", .array([self.modelObject]))]))
@@ -143,6 +146,32 @@ public final class OpenAIRouter: Sendable {
         return (problems.isEmpty, problems.joined(separator: "; "))
     }
 
+    // MARK: Metrics
+
+    func metricsResponse() async -> Response {
+        let counts = await scheduler.counts
+        let kv = await scheduler.kvReservation
+        let samples = await withTaskGroup(of: RouterMetrics.StageSample.self) { group in
+            for (s, replicas) in stages.enumerated() {
+                for (r, client) in replicas.enumerated() {
+                    group.addTask {
+                        guard let info = try? await client.call(ShardRPC.info, .init(), timeout: .milliseconds(500)) else {
+                            return .init(stage: s, replica: r, usedBytes: 0, capacityBytes: 0, up: false)
+                        }
+                        return .init(stage: s, replica: r, usedBytes: info.kvUsedBytes, capacityBytes: info.kvCapacityBytes, up: true)
+                    }
+                }
+            }
+            var all: [RouterMetrics.StageSample] = []
+            for await sample in group { all.append(sample) }
+            return all.sorted { ($0.stage, $0.replica) < ($1.stage, $1.replica) }
+        }
+        let text = metrics.render(running: counts.running, waiting: counts.waiting, kvReserved: kv.reserved,
+                                  kvCapacity: kv.capacity, stages: samples)
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+
     // MARK: Completions
 
     func tokenizerInfo() async throws -> Gemma_V1_TokenizerInfo {
@@ -154,6 +183,7 @@ public final class OpenAIRouter: Sendable {
 
     func complete(_ request: Request, context: BasicRequestContext, chat: Bool) async throws -> Response {
         let promptParam = chat ? "messages" : "prompt"
+        let clock = metrics.startRequest()
         do {
             try authorize(request)
             let body = try await request.body.collect(upTo: 32 << 20)
@@ -205,7 +235,7 @@ public final class OpenAIRouter: Sendable {
                 stopTokens: params.ignoreEOS ? [] : Set(info.stopIds), stopStrings: params.stop,
                 logprobs: params.logprobs != nil, topLogprobs: params.logprobs ?? 0)
             let stream = try await scheduler.submit(generation)
-            let events = EventSource(stream)
+            let events = EventSource(stream, clock: clock)
             let meta = ResponseMeta(id: (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(),
                                     created: Int(Date().timeIntervalSince1970), model: configuration.modelName, chat: chat)
             // Wait for the first event, so that a failure before any token gets its HTTP status.
@@ -393,14 +423,23 @@ struct ResponseMeta: Sendable {
 /// cancelling it ends the stream, which cancels the completion on every stage.
 final class EventSource: @unchecked Sendable {
     private var iterator: AsyncThrowingStream<GenerationEvent, Error>.AsyncIterator?
+    private let clock: RouterMetrics.RequestClock?
 
-    init(_ stream: AsyncThrowingStream<GenerationEvent, Error>) {
+    init(_ stream: AsyncThrowingStream<GenerationEvent, Error>, clock: RouterMetrics.RequestClock? = nil) {
         iterator = stream.makeAsyncIterator()
+        self.clock = clock
     }
 
     func next() async throws -> GenerationEvent? {
         guard iterator != nil else { return nil }
-        return try await iterator!.next()
+        do {
+            let event = try await iterator!.next()
+            if let event { clock?.record(event) }
+            return event
+        } catch {
+            if !(error is CancellationError) { clock?.fail() }
+            throw error
+        }
     }
 
     /// Lets go of the stream (its termination handler cancels the completion).
