@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and test the project: the C libraries
 # the Swift targets link (nng, OpenBLAS, SentencePiece, protobuf-c) and the tools the tests
-# and scripts call (spm_train, protoc, protoc-c). Skips apt when everything is present.
+# and scripts call (spm_train, protoc, protoc-c, python3 with venv for the client tests, curl
+# for the demo, iproute2 for the multi-host test). Skips apt when everything is present.
 set -euo pipefail
 
 packages=(libnng-dev libopenblas-dev libsentencepiece-dev sentencepiece
-          protobuf-compiler libprotobuf-c-dev protobuf-c-compiler)
+          protobuf-compiler libprotobuf-c-dev protobuf-c-compiler
+          python3 python3-venv curl iproute2)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,4 +1,9 @@
 import ArgumentParser
+import Foundation
+import GemmaConvert
+import GemmaDigest
+import GemmaQuant
+import GemmaTokenizer
 import GemmaTokenizerService
 import GemmaWire
 import Logging
@@ -15,7 +20,7 @@ struct TokenizerCommand: AsyncParsableCommand {
             --shutdown-grace-seconds) and exits 0. Logs go to standard error.
             """)
 
-    @Option(help: "tokenizer.model, or a directory that contains one (a Hugging Face checkpoint directory).")
+    @Option(help: "tokenizer.model, a directory that contains one (a Hugging Face checkpoint directory), or a .gguf file (its tokenizer metadata).")
     var model: String
 
     @Option(help: "Where to listen: tcp://HOST:PORT, ipc:///PATH or inproc://NAME. Repeat to listen on several.")
@@ -52,7 +57,7 @@ struct TokenizerCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "gemma.tokenizer")
 
-        let service = try TokenizerService(contentsOf: model)
+        let service = try Self.service(model: model)
         logger.info("loaded tokenizer", metadata: ["model": "\(model)",
                                                     "vocab_size": "\(service.tokenizer.vocabularySize)",
                                                     "fingerprint": "\(service.fingerprint)"])
@@ -68,5 +73,17 @@ struct TokenizerCommand: AsyncParsableCommand {
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+
+    /// The service for a tokenizer.model (or a directory holding one), or for a GGUF file: its
+    /// tokenizer.model beside it when there is one, else the model rebuilt from its metadata.
+    static func service(model: String) throws -> TokenizerService {
+        let beside = URL(fileURLWithPath: model).deletingLastPathComponent().appendingPathComponent("tokenizer.model").path
+        guard model.hasSuffix(".gguf"), !FileManager.default.fileExists(atPath: beside) else {
+            return try TokenizerService(contentsOf: model.hasSuffix(".gguf") ? beside : model)
+        }
+        let bytes = try GGUFTokenizerMetadata.sentencePieceModel(from: try GGUFFile(path: model))
+        return TokenizerService(tokenizer: try GemmaTokenizer(serializedModel: bytes, source: "tokenizer metadata of \(model)"),
+                                fingerprint: SHA256.hexDigest(of: bytes))
     }
 }

@@ -6,5 +6,6 @@ struct GemmaCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gemma",
         abstract: "Run Gemma models on the CPU.",
-        subcommands: [GenerateCommand.self, LogitsCommand.self, TokenizeCommand.self, PerplexityCommand.self, BenchCommand.self, MemoryCommand.self])
+        subcommands: [GenerateCommand.self, LogitsCommand.self, TokenizeCommand.self, PerplexityCommand.self, BenchCommand.self,
+                      MemoryCommand.self, ClusterCommand.self])
 }

@@ -71,8 +71,12 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
     public var http: String
     /// When set, requests must carry `Authorization: Bearer <apiKey>`.
     public var apiKey: String?
-    /// Tokens a sequence may hold (prompt plus completion); 8192 (Gemma's) when absent.
+    /// Tokens a sequence may hold (prompt plus completion); the model's when absent (and never
+    /// more than the model's or than the smallest stage's KV cache holds).
     public var contextLength: Int?
+    /// KV cache budget of each shard worker a launcher starts ("512M", "2G", or bytes);
+    /// the shard's default (1G) when absent.
+    public var kvCacheBytes: String?
     public var scheduling: Scheduling
 
     public init(model: String? = nil, modelName: String, tokenizer: [String], stages: [Stage],
@@ -88,7 +92,7 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case model, modelName = "model_name", tokenizer, stages, http, apiKey = "api_key", scheduling
-        case contextLength = "context_length"
+        case contextLength = "context_length", kvCacheBytes = "kv_cache_bytes"
     }
 
     public init(from decoder: Decoder) throws {
@@ -100,6 +104,7 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
         http = try c.decodeIfPresent(String.self, forKey: .http) ?? "127.0.0.1:8080"
         apiKey = try c.decodeIfPresent(String.self, forKey: .apiKey)
         contextLength = try c.decodeIfPresent(Int.self, forKey: .contextLength)
+        kvCacheBytes = try c.decodeIfPresent(String.self, forKey: .kvCacheBytes)
         scheduling = try c.decodeIfPresent(Scheduling.self, forKey: .scheduling) ?? Scheduling()
     }
 
@@ -149,8 +154,15 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
         }
     }
 
-    /// Tokens a sequence may hold: `context_length`, or Gemma's 8192.
+    /// Tokens a sequence may hold when the stages do not say: `context_length`, or Gemma's 8192.
     public var effectiveContextLength: Int { contextLength ?? 8192 }
+
+    /// The config as JSON, in the file format (`load` reads it back).
+    public func encoded() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(self)
+    }
 
     /// Layers the stages cover (0 ..< this).
     public var layerCount: Int { stages.last?.layerRange?.upperBound ?? 0 }

@@ -35,6 +35,12 @@ public enum GGUFTokenizerMetadata {
 
     /// A SentencePiece model rebuilt from a GGUF file's tokenizer metadata.
     public static func tokenizer(from file: GGUFFile) throws -> GemmaTokenizer {
+        try GemmaTokenizer(serializedModel: sentencePieceModel(from: file), source: "tokenizer metadata of \(file.path)")
+    }
+
+    /// The serialized SentencePiece model (a tokenizer.model file's bytes) rebuilt from a GGUF
+    /// file's tokenizer metadata.
+    public static func sentencePieceModel(from file: GGUFFile) throws -> [UInt8] {
         let model = try file.string(Key.tokenizerModel)
         guard model == "llama" else {
             throw GGUFError(path: file.path, problem: .wrongType(key: Key.tokenizerModel, expected: "\"llama\" (SentencePiece)", found: "\"\(model)\""))
@@ -66,6 +72,6 @@ public enum GGUFTokenizerMetadata {
         proto.padID = file.contains(Key.paddingID) ? Int32(try file.int(Key.paddingID)) : -1
         proto.addDummyPrefix = file.contains(Key.addSpacePrefix) ? try file.bool(Key.addSpacePrefix) : false
         proto.byteFallback = pieces.contains { $0.type == .byte }
-        return try GemmaTokenizer(serializedModel: proto.serialized(), source: "tokenizer metadata of \(file.path)")
+        return proto.serialized()
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 @testable import GemmaCluster
+import GemmaTestSupport
 import XCTest
 
 /// The cluster config: parsing, and the layer-coverage checks the router makes at start.

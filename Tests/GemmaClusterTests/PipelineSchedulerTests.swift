@@ -5,6 +5,7 @@ import GemmaShardService
 import GemmaTokenizerService
 import GemmaWire
 import Logging
+import GemmaTestSupport
 import XCTest
 
 /// The scheduler driving real shard and tokenizer services over nng (inproc://): the text of
@@ -241,17 +242,5 @@ final class PipelineSchedulerTests: XCTestCase {
         let counts = await scheduler.counts
         XCTAssertEqual(counts.running + counts.waiting, 0)
         await scheduler.stop()
-    }
-}
-
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-
-    func next() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        value += 1
-        return value
     }
 }

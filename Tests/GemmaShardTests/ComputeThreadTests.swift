@@ -1,6 +1,7 @@
 import Foundation
 import GemmaShardService
 @testable import GemmaWire
+import GemmaTestSupport
 import XCTest
 
 /// The compute thread: one job at a time, in order, off Swift's cooperative pool; deadlines.

@@ -2,6 +2,7 @@ import Foundation
 import GemmaModel
 import GemmaQuant
 @testable import GemmaShard
+import GemmaTestSupport
 import XCTest
 
 /// The engine without the wire: conversions, the KV cache pool, errors, fingerprints.

@@ -4,6 +4,7 @@ import GemmaShard
 import GemmaShardService
 import GemmaTokenizer
 @testable import GemmaWire
+import GemmaTestSupport
 import XCTest
 
 /// Two ShardServices over RPC form a pipeline that generates what the whole model generates.

@@ -4,6 +4,7 @@ import GemmaShard
 import GemmaShardService
 @testable import GemmaWire
 import Logging
+import GemmaTestSupport
 import XCTest
 
 /// Paths, models and helpers shared by the shard tests.
@@ -50,18 +51,6 @@ enum ShardFixtures {
         var logger = Logger(label: label)
         logger.logLevel = .warning
         return logger
-    }
-}
-
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-
-    func next() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        value += 1
-        return value
     }
 }
 
@@ -199,40 +188,4 @@ struct TestPipeline {
 struct ShardTestError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
-}
-
-extension XCTestCase {
-    /// Asserts that `body` throws an `RPCError` with `code`, and returns it.
-    @discardableResult
-    func assertRPCError<T>(_ code: RPCStatusCode, file: StaticString = #filePath, line: UInt = #line,
-                           _ body: () async throws -> T) async -> RPCError? {
-        do {
-            _ = try await body()
-            XCTFail("expected \(code), got a result", file: file, line: line)
-            return nil
-        } catch let error as RPCError {
-            XCTAssertEqual(error.code, code, error.message, file: file, line: line)
-            XCTAssertFalse(error.message.isEmpty, "an error without a message", file: file, line: line)
-            return error
-        } catch {
-            XCTFail("expected RPCError \(code), got \(error)", file: file, line: line)
-            return nil
-        }
-    }
-
-    /// Asserts that `body` throws `ShardError` and returns it.
-    @discardableResult
-    func assertShardError<T>(file: StaticString = #filePath, line: UInt = #line,
-                             _ body: () throws -> T) -> ShardError? {
-        do {
-            _ = try body()
-            XCTFail("expected a ShardError, got a result", file: file, line: line)
-            return nil
-        } catch let error as ShardError {
-            return error
-        } catch {
-            XCTFail("expected a ShardError, got \(error)", file: file, line: line)
-            return nil
-        }
-    }
 }

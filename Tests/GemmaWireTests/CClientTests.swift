@@ -1,6 +1,7 @@
 import Foundation
 import GemmaTokenizerService
 import GemmaWire
+import GemmaTestSupport
 import XCTest
 
 /// A C client built with protobuf-c from Proto/gemma/v1 talks to the Tokenizer service.

@@ -1,5 +1,6 @@
 import Foundation
 @testable import GemmaWire
+import GemmaTestSupport
 import XCTest
 
 /// The committed generated code is what the .proto files make, and every rpc has its RPCMethod.

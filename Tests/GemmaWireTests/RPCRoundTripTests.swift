@@ -1,5 +1,6 @@
 import Foundation
 @testable import GemmaWire
+import GemmaTestSupport
 import XCTest
 
 /// Calls through RPCClient and RPCServer over each transport, and the envelope's semantics.

@@ -1,14 +1,15 @@
 import Foundation
 import GemmaTokenizer
 @testable import GemmaWire
+import GemmaTestSupport
 import XCTest
 
 /// The built `gemma-tokenizer` binary: graceful shutdown, and garbage that must not hurt it.
 final class TokenizerProcessTests: XCTestCase {
     let tokenizer = WireFixtures.tokenizer
 
-    private func startProcess(listen: [String], _ extra: [String] = []) async throws -> TokenizerProcess {
-        let server = try TokenizerProcess(listen: listen, extraArguments: extra)
+    private func startProcess(listen: [String], _ extra: [String] = []) async throws -> ServiceProcess {
+        let server = try ServiceProcess("gemma-tokenizer", ["--model", WireFixtures.tokenizerModelPath] + listen.flatMap { ["--listen", $0] } + extra)
         addTeardownBlock { server.stop() }
         try await server.waitUntilListening()
         return server
@@ -150,49 +151,5 @@ final class TokenizerProcessTests: XCTestCase {
         server.signal(SIGTERM)
         let status = try await server.waitForExit()
         XCTAssertEqual(status, 0, server.log.text)
-    }
-}
-
-/// Connects to 127.0.0.1:`port`, writes `bytes`, closes; on a background thread (blocking calls).
-func sendOverTCP(port: Int, _ bytes: [UInt8]) async {
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        DispatchQueue.global().async {
-            defer { continuation.resume() }
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { return }
-            defer { close(fd) }
-            var timeout = timeval(tv_sec: 1, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            guard connected == 0 else { return }
-            _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        }
-    }
-}
-
-/// A small seeded generator, so a failing run can be repeated from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func bytes(_ count: Int) -> [UInt8] {
-        (0 ..< count).map { _ in UInt8(truncatingIfNeeded: next()) }
     }
 }

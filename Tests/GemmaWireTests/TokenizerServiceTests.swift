@@ -2,6 +2,7 @@ import Foundation
 import GemmaTokenizer
 import GemmaTokenizerService
 import GemmaWire
+import GemmaTestSupport
 import XCTest
 
 /// The Tokenizer service over the wire agrees with GemmaTokenizer.

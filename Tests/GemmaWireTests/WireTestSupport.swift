@@ -2,6 +2,7 @@ import Foundation
 import GemmaTokenizer
 @testable import GemmaWire
 import Logging
+import GemmaTestSupport
 import XCTest
 
 /// Paths, addresses and helpers shared by the wire tests.
@@ -59,24 +60,6 @@ enum WireFixtures {
             return ids
         }
         return reply
-    }
-}
-
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-
-    func next() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        value += 1
-        return value
-    }
-
-    var current: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return value
     }
 }
 
@@ -143,20 +126,6 @@ final class Gate: @unchecked Sendable {
     }
 }
 
-struct TimedOut: Error, CustomStringConvertible {
-    let what: String
-    var description: String { "timed out waiting for \(what)" }
-}
-
-/// Waits (polling, at most `timeout`) until `condition` holds.
-func waitUntil(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
-    let giveUp = ContinuousClock.now + timeout
-    while !condition() {
-        guard ContinuousClock.now < giveUp else { throw TimedOut(what: what) }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-}
-
 /// An RPCServer running in a task of the test.
 final class RunningServer: @unchecked Sendable {
     let server: RPCServer
@@ -185,68 +154,5 @@ final class RunningServer: @unchecked Sendable {
     func stopGracefully() async {
         server.shutdownGracefully()
         _ = await task.result
-    }
-}
-
-/// A raw REQ socket for sending arbitrary bytes (malformed envelopes, garbage).
-final class RawRequester: @unchecked Sendable {
-    let socket: NNGSocket
-    private let context: NNGContext
-
-    init(url: String, maxMessageBytes: Int = 256 << 20) throws {
-        socket = try NNGSocket(.request, maxMessageBytes: maxMessageBytes)
-        try socket.setReconnect(minimum: .milliseconds(10), maximum: .milliseconds(200))
-        try socket.dial(url)
-        context = try NNGContext(socket: socket)
-    }
-
-    /// Sends `bytes` and waits at most `timeout` for the reply.
-    func exchange(_ bytes: [UInt8], timeout: Duration) async -> Result<[UInt8], NNGError> {
-        let milliseconds = nngMilliseconds(timeout)
-        let sent = await context.send(bytes, timeout: milliseconds)
-        guard sent == 0 else { return .failure(NNGError(operation: "send", code: sent)) }
-        return await context.receive(timeout: milliseconds)
-    }
-
-    /// Sends `bytes` and decodes the reply envelope.
-    func reply(to bytes: [UInt8], timeout: Duration = .seconds(5)) async throws -> Gemma_V1_Reply {
-        switch await exchange(bytes, timeout: timeout) {
-        case .success(let reply): return try Gemma_V1_Reply(serializedBytes: reply)
-        case .failure(let error): throw error
-        }
-    }
-
-    func close() { socket.close() }
-}
-
-/// The envelope of a call, serialized.
-func envelope(method: String, payload: [UInt8], requestID: UInt64 = 7, deadline: RPCDeadline = .after(.seconds(5)),
-              attempt: UInt32 = 1) -> [UInt8] {
-    var request = Gemma_V1_Request()
-    request.method = method
-    request.requestID = requestID
-    request.deadlineUnixMicros = deadline.unixMicros
-    request.attempt = attempt
-    request.payload = Data(payload)
-    return try! request.serializedBytes()
-}
-
-extension XCTestCase {
-    /// Asserts that `body` throws an `RPCError` with `code`, and returns it.
-    @discardableResult
-    func assertRPCError<T>(_ code: RPCStatusCode, file: StaticString = #filePath, line: UInt = #line,
-                           _ body: () async throws -> T) async -> RPCError? {
-        do {
-            _ = try await body()
-            XCTFail("expected \(code), got a result", file: file, line: line)
-            return nil
-        } catch let error as RPCError {
-            XCTAssertEqual(error.code, code, error.message, file: file, line: line)
-            XCTAssertFalse(error.message.isEmpty, "an error without a message", file: file, line: line)
-            return error
-        } catch {
-            XCTFail("expected RPCError \(code), got \(error)", file: file, line: line)
-            return nil
-        }
     }
 }
