@@ -103,7 +103,7 @@ undisturbed="$(text_of "$work/undisturbed.sse")" || fail "the undisturbed comple
 client -N "$api/v1/completions" -H 'Content-Type: application/json' -d "$request" >"$work/disturbed.sse" &
 curl_pid=$!
 for _ in $(seq 1 2000); do grep -q '"text"' "$work/disturbed.sse" 2>/dev/null && break; sleep 0.005; done
-kill -9 "$shard1"
+kill -9 "$shard1"; wait "$shard1" 2>/dev/null || true
 echo "netns test: killed the 1-3 worker (pid $shard1) mid-stream; restarting it in 1 s" >&2
 sleep 1
 start_last_stage

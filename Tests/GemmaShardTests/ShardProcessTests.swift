@@ -5,7 +5,7 @@ import XCTest
 
 /// The built `gemma-shard` binary: it starts, serves, survives garbage and exits 0 on SIGTERM.
 final class ShardProcessTests: XCTestCase {
-    private func start(_ arguments: [String]) async throws -> ShardProcess {
+    private func start(_ arguments: [String]) async throws -> ServiceProcess {
         let process = try ServiceProcess("gemma-shard", arguments)
         addTeardownBlock { process.stop() }
         try await process.waitUntilListening()

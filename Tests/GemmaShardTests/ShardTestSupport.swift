@@ -189,3 +189,22 @@ struct ShardTestError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
+
+extension XCTestCase {
+    /// Asserts that `body` throws `ShardError` and returns it.
+    @discardableResult
+    func assertShardError<T>(file: StaticString = #filePath, line: UInt = #line,
+                             _ body: () throws -> T) -> ShardError? {
+        do {
+            _ = try body()
+            XCTFail("expected a ShardError, got a result", file: file, line: line)
+            return nil
+        } catch let error as ShardError {
+            return error
+        } catch {
+            XCTFail("expected a ShardError, got \(error)", file: file, line: line)
+            return nil
+        }
+    }
+}
+

@@ -196,6 +196,9 @@ public final class Counter: @unchecked Sendable {
             return value
         }
     }
+
+    /// The last value `next` returned (0 before the first).
+    public var current: Int { lock.withLock { value } }
 }
 
 /// Waits (polling, at most `timeout`) until `condition` holds.
