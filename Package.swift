@@ -77,7 +77,7 @@ let package = Package(
         ]),
         // The Quantizer service: conversion jobs confined to a models directory, and its client.
         .target(name: "GemmaQuantizerService", dependencies: [
-            "GemmaConvert", "GemmaWire",
+            "GemmaConvert", "GemmaQuant", "GemmaWire",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // A pipeline stage: layers of a model, its KV caches, forward and sampling (no networking).

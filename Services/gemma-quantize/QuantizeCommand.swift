@@ -137,7 +137,8 @@ final class ProgressReporter {
         guard interactive, Date().timeIntervalSince(lastUpdate) > 0.1 || last else { return }
         lastUpdate = Date()
         shown = true
-        let line = String(format: "\r[%d/%d] %@  %.0f MB/s, %.0f s left   ", index, count, name ?? "", rate / 1e6, secondsLeft)
+        let label = name.map { " " + $0 } ?? ""
+        let line = String(format: "\r[%d/%d]%@  %.0f MB/s, %.0f s left   ", index, count, label, rate / 1e6, secondsLeft)
         FileHandle.standardError.write(Data(line.utf8))
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import GemmaConvert
+import GemmaQuant
 import GemmaWire
 import Logging
 
@@ -9,7 +10,8 @@ import Logging
 /// Jobs are named by their client-chosen id: submitting the same id with the same parameters
 /// again returns the existing job. Every change of state is saved in the `JobJournal`; a
 /// runner started on a journal with unfinished jobs (the previous service was killed) reports
-/// them failed and removes their temporary files. Outputs appear only when complete
+/// them failed and removes their temporary files (a job killed after its output was renamed
+/// into place, before the journal was saved, is reported succeeded). Outputs appear only when complete
 /// (`GGUFConverter` writes a temporary file and renames it), so a cancelled, failed or
 /// killed job leaves no partial output.
 public final class QuantizerJobRunner: @unchecked Sendable {
@@ -84,12 +86,7 @@ public final class QuantizerJobRunner: @unchecked Sendable {
         journal = JobJournal(path: models.journalPath)
         for var job in try journal.load() {
             if !job.state.isFinal {
-                logger.warning("job did not finish before the restart", metadata: ["job_id": "\(job.id)", "state": "\(job.state.rawValue)"])
-                job.error = "the service restarted before the job finished (it was \(job.state.rawValue))"
-                job.state = .failed
-                job.bytesPerSecond = 0
-                job.secondsLeft = 0
-                removeTemporaryFiles(of: models.absolute(job.request.outputPath))
+                Self.settleAfterRestart(&job, output: models.absolute(job.request.outputPath), logger: logger)
             }
             entries[job.id] = Entry(job: job, converter: nil, outputFile: models.absolute(job.request.outputPath))
             order.append(job.id)
@@ -375,9 +372,32 @@ public final class QuantizerJobRunner: @unchecked Sendable {
         }
     }
 
+    /// The end of a job that a killed service left queued or running: failed, unless it was
+    /// killed between renaming its output into place and saving the journal (a running job
+    /// without overwrite whose output is now a whole GGUF file: nothing else writes there).
+    /// Its temporary files are removed.
+    private static func settleAfterRestart(_ job: inout QuantizerJob, output: String, logger: Logger) {
+        removeTemporaryFiles(of: output, logger: logger)
+        job.bytesPerSecond = 0
+        job.secondsLeft = 0
+        if job.state == .running, !job.request.overwrite, let file = try? GGUFFile(path: output) {
+            logger.notice("job finished before the restart; its journal entry had not been saved",
+                          metadata: ["job_id": "\(job.id)", "output": "\(output)"])
+            job.state = .succeeded
+            job.tensorCount = file.tensors.count
+            job.tensorIndex = file.tensors.count
+            job.bytesWritten = file.tensors.reduce(0) { $0 + $1.byteCount }
+            job.totalBytes = job.bytesWritten
+            return
+        }
+        logger.warning("job did not finish before the restart", metadata: ["job_id": "\(job.id)", "state": "\(job.state.rawValue)"])
+        job.error = "the service restarted before the job finished (it was \(job.state.rawValue))"
+        job.state = .failed
+    }
+
     /// Removes `GGUFWriter`'s temporary files of `output` (".NAME.RANDOM.tmp" beside it), left
     /// by a job that was killed.
-    private func removeTemporaryFiles(of output: String) {
+    private static func removeTemporaryFiles(of output: String, logger: Logger) {
         let folder = (output as NSString).deletingLastPathComponent
         let prefix = "." + (output as NSString).lastPathComponent + "."
         for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []

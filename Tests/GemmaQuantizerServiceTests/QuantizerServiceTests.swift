@@ -250,6 +250,35 @@ final class QuantizerServiceTests: XCTestCase {
         XCTAssertEqual(fresh.state, .succeeded, fresh.error)
     }
 
+    func testAJobKilledAfterItsOutputWasRenamedIsReportedSucceeded() async throws {
+        let first = try harness()
+        let follower = RemoteConversion(client: first.client, pollInterval: .milliseconds(20))
+        for id in ["renamed", "torn"] {
+            let job = try await follower.run(QuantizerFixtures.request(id, "tiny-mqa", "\(id).gguf"))
+            XCTAssertEqual(job.state, .succeeded, job.error)
+        }
+        let expected = try await first.status("renamed")
+        await first.stop()
+        // The service was killed after both renames but before either end was saved; one output
+        // was since damaged (not a whole GGUF file, so not this job's).
+        let journal = first.models.appendingPathComponent(QuantizerJobRunnerJournal.name)
+        var jobs = try JobJournal(path: journal.path).load()
+        for i in jobs.indices { jobs[i].state = .running }
+        try JobJournal(path: journal.path).save(jobs)
+        let torn = first.models.appendingPathComponent("torn.gguf")
+        try Data(try Data(contentsOf: torn).prefix(1000)).write(to: torn)
+
+        let second = try harness(directory: first.directory)
+        let renamed = try await second.status("renamed")
+        XCTAssertEqual(renamed.state, .succeeded, renamed.error)
+        XCTAssertEqual(renamed.tensorCount, expected.tensorCount)
+        XCTAssertEqual(renamed.tensorIndex, expected.tensorCount)
+        XCTAssertEqual(renamed.bytesWritten, expected.bytesWritten)
+        let failed = try await second.status("torn")
+        XCTAssertEqual(failed.state, .failed)
+        XCTAssertTrue(failed.error.contains("restarted"), failed.error)
+    }
+
     func testAnUnreadableJournalStopsTheStartNamingTheFile() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("gemma-quantizer-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
