@@ -38,7 +38,7 @@ struct ServeCommand: AsyncParsableCommand {
     var maxFinishedJobs = 1000
 
     @Option(help: "Largest request or reply, in bytes (larger requests are dropped).")
-    var maxMessageBytes = 1 << 20
+    var maxMessageBytes = 64 << 20
 
     @Option(help: "How long shutdown waits for in-flight calls, in seconds.")
     var shutdownGraceSeconds = 10.0

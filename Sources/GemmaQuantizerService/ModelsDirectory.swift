@@ -97,7 +97,7 @@ public struct ModelsDirectory: Sendable {
         return file
     }
 
-    /// Refuses what no lookup is needed to refuse: empty, absolute, `..`, NUL.
+    /// Refuses what no lookup is needed to refuse: empty, absolute, `..`, too long, NUL.
     private func checkSyntax(_ relative: String, field: String) throws(RPCError) {
         guard !relative.isEmpty else {
             throw .invalidArgument("\(field) is empty; give a path relative to the models directory")
@@ -108,10 +108,16 @@ public struct ModelsDirectory: Sendable {
         guard !relative.split(separator: "/", omittingEmptySubsequences: false).contains("..") else {
             throw .invalidArgument("\(field) '\(relative)': '..' is refused; paths stay inside the models directory")
         }
+        guard relative.utf8.count <= Self.maxPathBytes else {
+            throw .invalidArgument("\(field) is \(relative.utf8.count) bytes long; the limit is \(Self.maxPathBytes)")
+        }
         guard !relative.utf8.contains(0) else {
             throw .invalidArgument("\(field) '\(relative)': contains a NUL byte")
         }
     }
+
+    /// Longest path accepted (Linux's PATH_MAX).
+    static let maxPathBytes = 4096
 
     private func isInside(_ real: String) -> Bool {
         real == root || real.hasPrefix(root + "/")

@@ -39,11 +39,13 @@ public struct QuantizerJob: Sendable, Equatable {
     public var request: JobRequest
     /// Where it is.
     public var state: State = .queued
-    /// The tensor being written (1-based; equal to `tensorCount` when done), and all tensors.
+    /// The tensor being written (1-based; equal to `tensorCount` when done).
     public var tensorIndex = 0
+    /// Tensors in the output.
     public var tensorCount = 0
-    /// Tensor bytes written so far, and in all.
+    /// Tensor bytes written so far.
     public var bytesWritten = 0
+    /// Tensor bytes of the whole output.
     public var totalBytes = 0
     /// Recent write rate, in bytes per second.
     public var bytesPerSecond = 0.0

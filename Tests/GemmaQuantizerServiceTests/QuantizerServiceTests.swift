@@ -143,6 +143,7 @@ final class QuantizerServiceTests: XCTestCase {
             ("sneaky", "a.gguf", .invalidArgument, "tokenizer.model"),
             ("no-such-model", "a.gguf", .invalidArgument, "no-such-model"),
             ("", "a.gguf", .invalidArgument, "input_path"),
+            (String(repeating: "a/", count: 2500), "a.gguf", .invalidArgument, "5000 bytes"),
             ("tiny-mqa", outside.appendingPathComponent("a.gguf").path, .invalidArgument, outside.appendingPathComponent("a.gguf").path),
             ("tiny-mqa", "../a.gguf", .invalidArgument, "../a.gguf"),
             ("tiny-mqa", "out/a.gguf", .invalidArgument, "out/a.gguf"),
