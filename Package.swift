@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "GemmaConvert", targets: ["GemmaConvert"]),
         .library(name: "GemmaCluster", targets: ["GemmaCluster"]),
         .executable(name: "gemma-quantize", targets: ["gemma-quantize"]),
+        .library(name: "GemmaQuantizerService", targets: ["GemmaQuantizerService"]),
         .library(name: "GemmaWire", targets: ["GemmaWire"]),
         .library(name: "GemmaTokenizerService", targets: ["GemmaTokenizerService"]),
         .executable(name: "gemma-tokenizer", targets: ["gemma-tokenizer"]),
@@ -74,6 +75,11 @@ let package = Package(
             "GemmaTokenizer", "GemmaWire",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The Quantizer service: conversion jobs confined to a models directory, and its client.
+        .target(name: "GemmaQuantizerService", dependencies: [
+            "GemmaConvert", "GemmaQuant", "GemmaWire",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // A pipeline stage: layers of a model, its KV caches, forward and sampling (no networking).
         .target(name: "GemmaShard", dependencies: ["GemmaModel", "GemmaQuant", "GemmaDigest"],
                 swiftSettings: computeFlags),
@@ -90,7 +96,10 @@ let package = Package(
                           path: "Services/gemma"),
         .executableTarget(name: "gemma-quantize",
                           dependencies: ["GemmaConvert", "GemmaModel", "GemmaQuant", "GemmaTokenizer",
-                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                                         "GemmaQuantizerService", "GemmaWire",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                         .product(name: "Logging", package: "swift-log"),
+                                         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
                           path: "Services/gemma-quantize"),
         .executableTarget(name: "gemma-tokenizer",
                           dependencies: ["GemmaTokenizer", "GemmaWire", "GemmaTokenizerService", "GemmaConvert", "GemmaQuant", "GemmaDigest",
@@ -137,6 +146,8 @@ let package = Package(
                                                             .product(name: "Hummingbird", package: "hummingbird"),
                                                             .product(name: "HummingbirdTesting", package: "hummingbird"),
                                                             .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "GemmaQuantizerServiceTests", dependencies: ["GemmaQuantizerService", "GemmaConvert", "GemmaQuant", "GemmaWire",
+                                                                       .product(name: "Logging", package: "swift-log")]),
         // Runs the built `gemma` executable the way outside checks call it.
         .testTarget(name: "GemmaCLITests"),
     ],

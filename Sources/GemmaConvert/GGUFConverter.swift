@@ -70,7 +70,7 @@ public enum ConversionError: Error, CustomStringConvertible, Equatable {
 /// Gemma conventions, one tensor at a time in chunks of rows: memory stays bounded whatever the
 /// model's size, the rows of a chunk are encoded on all cores, and the output appears only
 /// when complete (written to a temporary file, then renamed).
-public struct GGUFConverter {
+public struct GGUFConverter: Sendable {
     public let inputPath: String
     public let source: TensorSource
     /// Tokenizer metadata to write.
