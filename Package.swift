@@ -147,6 +147,7 @@ let package = Package(
                                                             .product(name: "HummingbirdTesting", package: "hummingbird"),
                                                             .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "GemmaQuantizerServiceTests", dependencies: ["GemmaQuantizerService", "GemmaConvert", "GemmaQuant", "GemmaWire",
+                                                                       "GemmaTestSupport",
                                                                        .product(name: "Logging", package: "swift-log")]),
         // Runs the built `gemma` executable the way outside checks call it.
         .testTarget(name: "GemmaCLITests"),

@@ -19,7 +19,8 @@ struct ClusterUpCommand: ParsableCommand {
         abstract: "Start a cluster's services as local processes; Ctrl-C stops them.",
         discussion: """
             With --config, runs that cluster config (the format gemma-router reads; its 'model' \
-            names the checkpoint, and every address must be local). Without it, serves --model \
+            names the checkpoint, its optional 'quantizer' a quantizer service to run too, and \
+            every address must be local). Without it, serves --model \
             (the bundled Models/tiny-shakespeare by default) from --stages pipeline stages over \
             ipc:// sockets, and writes the config it made beside them. The gemma-tokenizer, \
             gemma-shard and gemma-router executables are taken from the directory of this one. \
@@ -43,6 +44,9 @@ struct ClusterUpCommand: ParsableCommand {
 
     @Option(help: "How long to wait for /health to answer 200, in seconds.")
     var startupTimeoutSeconds = 300.0
+
+    @Option(help: "Also run the quantizer service (gemma-quantize serve) on this models folder, over an ipc socket beside the others (a config's 'quantizer' does the same).")
+    var quantizerModelsDir: String?
 
     @Flag(help: "Do not restart workers that die.")
     var noRestart = false
@@ -70,6 +74,10 @@ struct ClusterUpCommand: ParsableCommand {
                                                      http: http ?? "127.0.0.1:8080", runDirectory: runDirectory.path)
         }
         if let http { cluster.http = http }
+        if let quantizerModelsDir {
+            cluster.quantizer = .init(listen: "ipc://" + runDirectory.appendingPathComponent("quantizer.ipc").path,
+                                      modelsDir: quantizerModelsDir)
+        }
         // The router reads the config from a file: the one made here (or the given one, with --http applied).
         let configPath = runDirectory.appendingPathComponent("cluster.json").path
         try cluster.encoded().write(to: URL(fileURLWithPath: configPath))
@@ -84,7 +92,7 @@ struct ClusterUpCommand: ParsableCommand {
             print("""
                 gemma cluster: model '\(cluster.modelName)' in \(cluster.stages.count) stage(s) (layers \(cluster.stages.map(\.layers).joined(separator: ", "))), \(plan.services.count) processes
                   OpenAI API: \(base)/v1   (health: \(base)/health, metrics: \(base)/metrics)
-                  config: \(configPath)
+                  config: \(configPath)\(cluster.quantizer.map { "\n  quantizer: \($0.listen) (models: \($0.modelsDir)); gemma-quantize IN -o OUT --type q8_0 --remote \($0.listen)" } ?? "")
                   try: curl -N \(base)/v1/chat/completions -H 'Content-Type: application/json' -d '{"messages": [{"role": "user", "content": "What news from Verona?"}], "stream": true}'
                   Ctrl-C stops the cluster.
                 """)

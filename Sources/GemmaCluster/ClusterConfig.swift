@@ -24,6 +24,23 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
         }
     }
 
+    /// The quantizer service a launcher runs beside the cluster (`gemma-quantize serve`).
+    public struct Quantizer: Codable, Sendable, Equatable {
+        /// nng URL it listens on.
+        public var listen: String
+        /// The folder its jobs read checkpoints from and write GGUF files to.
+        public var modelsDir: String
+
+        public init(listen: String, modelsDir: String) {
+            self.listen = listen
+            self.modelsDir = modelsDir
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case listen, modelsDir = "models_dir"
+        }
+    }
+
     /// How the router batches and recovers.
     public struct Scheduling: Codable, Sendable, Equatable {
         /// Most sequences in one micro-batch.
@@ -77,6 +94,8 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
     /// KV cache budget of each shard worker a launcher starts ("512M", "2G", or bytes);
     /// the shard's default (1G) when absent.
     public var kvCacheBytes: String?
+    /// A quantizer service to run beside the cluster (launchers only; the router ignores it).
+    public var quantizer: Quantizer?
     public var scheduling: Scheduling
 
     public init(model: String? = nil, modelName: String, tokenizer: [String], stages: [Stage],
@@ -92,7 +111,7 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case model, modelName = "model_name", tokenizer, stages, http, apiKey = "api_key", scheduling
-        case contextLength = "context_length", kvCacheBytes = "kv_cache_bytes"
+        case contextLength = "context_length", kvCacheBytes = "kv_cache_bytes", quantizer
     }
 
     public init(from decoder: Decoder) throws {
@@ -105,6 +124,7 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
         apiKey = try c.decodeIfPresent(String.self, forKey: .apiKey)
         contextLength = try c.decodeIfPresent(Int.self, forKey: .contextLength)
         kvCacheBytes = try c.decodeIfPresent(String.self, forKey: .kvCacheBytes)
+        quantizer = try c.decodeIfPresent(Quantizer.self, forKey: .quantizer)
         scheduling = try c.decodeIfPresent(Scheduling.self, forKey: .scheduling) ?? Scheduling()
     }
 

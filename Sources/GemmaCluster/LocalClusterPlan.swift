@@ -1,7 +1,8 @@
 import Foundation
 
 /// The processes that run a cluster config on one machine (`gemma cluster up`): one tokenizer
-/// per tokenizer address, one shard worker per replica of every stage, and the router.
+/// per tokenizer address, one shard worker per replica of every stage, the quantizer service
+/// when the config has one, and the router.
 ///
 /// Every address of the config must be one this machine can listen on (ipc://, or tcp:// on a
 /// local address); the model comes from the config's `model`.
@@ -10,7 +11,7 @@ public struct LocalClusterPlan: Sendable, Equatable {
     public struct Service: Sendable, Equatable {
         /// How logs and messages name it, e.g. "shard 1.0" (stage 1, replica 0).
         public var name: String
-        /// The executable's name (gemma-tokenizer, gemma-shard, gemma-router).
+        /// The executable's name (gemma-tokenizer, gemma-shard, gemma-quantize, gemma-router).
         public var executable: String
         public var arguments: [String]
         /// A worker (tokenizer or shard) that may be restarted when it dies; the router is not.
@@ -37,6 +38,12 @@ public struct LocalClusterPlan: Sendable, Equatable {
                 if let bytes = config.kvCacheBytes { arguments += ["--kv-cache-bytes", bytes] }
                 services.append(Service(name: "shard \(s).\(r)", executable: "gemma-shard", arguments: arguments, isWorker: true))
             }
+        }
+        if let quantizer = config.quantizer {
+            services.append(Service(name: "quantizer", executable: "gemma-quantize",
+                                    arguments: ["serve", "--listen", quantizer.listen, "--models-dir", quantizer.modelsDir,
+                                                "--log-level", logLevel],
+                                    isWorker: true))
         }
         services.append(Service(name: "router", executable: "gemma-router",
                                 arguments: ["--config", configPath, "--log-level", logLevel], isWorker: false))

@@ -167,8 +167,7 @@ final class ClusterProcessTests: XCTestCase {
         XCTAssertEqual(result.errors, [])
         XCTAssertEqual(result.finish, "length")
         XCTAssertEqual(result.text, undisturbed.text)
-        XCTAssertTrue(cluster.router.log.text.contains("stage call failed"), "the stream ended before the kill:
-\(cluster.router.log.text)")
+        XCTAssertTrue(cluster.router.log.text.contains("stage call failed"), "the stream ended before the kill:\n\(cluster.router.log.text)")
     }
 
     func testPastTheRecoveryBoundTheClientGets503AndTheOtherStageIsReleased() async throws {

@@ -1,11 +1,12 @@
 import Foundation
+import GemmaTestSupport
 import XCTest
 
 /// The built `gemma-quantize` binary: `serve` and a `--remote` conversion of the bundled model
 /// give the local conversion's bytes; refusals reach the user; SIGTERM exits 0.
 final class QuantizeProcessTests: XCTestCase {
     func testServeAndRemoteConvertGiveTheLocalConversion() async throws {
-        let executable = try Self.executable("gemma-quantize")
+        let executable = try BuiltProducts.executable("gemma-quantize")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("gemma-quantize-process-\(UUID().uuidString)")
         let models = directory.appendingPathComponent("models")
         try QuantizerFixtures.copyModel(QuantizerFixtures.bundledModel, to: models.appendingPathComponent("tiny-shakespeare"))
@@ -86,44 +87,5 @@ final class QuantizeProcessTests: XCTestCase {
         process.waitUntilExit()
         return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
                       stderr: String(decoding: stderr, as: UTF8.self))
-    }
-
-    /// The executable called `name` next to the test bundle, or a skip saying how to build it.
-    static func executable(_ name: String) throws -> URL {
-        let bundle = Bundle.main.bundleURL
-        for folder in [bundle, bundle.deletingLastPathComponent(), URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()] {
-            let url = folder.appendingPathComponent(name)
-            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-        }
-        throw XCTSkip("\(name) is not built next to the tests; run `swift build --build-tests` first")
-    }
-}
-
-/// Collects a pipe's output as it arrives.
-final class OutputCollector: @unchecked Sendable {
-    private let lock = NSLock()
-    private var data = Data()
-
-    init(_ pipe: Pipe) {
-        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let chunk = handle.availableData
-            if chunk.isEmpty {
-                handle.readabilityHandler = nil
-                return
-            }
-            self?.append(chunk)
-        }
-    }
-
-    private func append(_ chunk: Data) {
-        lock.lock()
-        data.append(chunk)
-        lock.unlock()
-    }
-
-    var text: String {
-        lock.lock()
-        defer { lock.unlock() }
-        return String(decoding: data, as: UTF8.self)
     }
 }

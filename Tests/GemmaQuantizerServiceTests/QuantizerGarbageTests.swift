@@ -1,6 +1,7 @@
 import Foundation
 @testable import GemmaQuantizerService
 @testable import GemmaWire
+import GemmaTestSupport
 import XCTest
 
 /// Garbage sent to the quantizer service's port (as GemmaWireTests sends the tokenizer's)
@@ -109,83 +110,5 @@ final class QuantizerGarbageTests: XCTestCase {
         XCTAssertEqual(after.state, .succeeded, after.error)
         let jobs = try await service.list()
         XCTAssertEqual(jobs.map(\.jobID), ["known", "after"], "seed \(seed)")
-    }
-}
-
-/// A raw REQ socket for sending arbitrary bytes (malformed envelopes, garbage).
-final class RawRequester: @unchecked Sendable {
-    let socket: NNGSocket
-    private let context: NNGContext
-
-    init(url: String, maxMessageBytes: Int = 256 << 20) throws {
-        socket = try NNGSocket(.request, maxMessageBytes: maxMessageBytes)
-        try socket.setReconnect(minimum: .milliseconds(10), maximum: .milliseconds(200))
-        try socket.dial(url)
-        context = try NNGContext(socket: socket)
-    }
-
-    /// Sends `bytes` and waits at most `timeout` for the reply.
-    func exchange(_ bytes: [UInt8], timeout: Duration) async -> Result<[UInt8], NNGError> {
-        let milliseconds = nngMilliseconds(timeout)
-        let sent = await context.send(bytes, timeout: milliseconds)
-        guard sent == 0 else { return .failure(NNGError(operation: "send", code: sent)) }
-        return await context.receive(timeout: milliseconds)
-    }
-
-    func close() { socket.close() }
-}
-
-/// The envelope of a call, serialized.
-func envelope(method: String, payload: [UInt8], requestID: UInt64 = 7, deadline: RPCDeadline = .after(.seconds(5))) -> [UInt8] {
-    var request = Gemma_V1_Request()
-    request.method = method
-    request.requestID = requestID
-    request.deadlineUnixMicros = deadline.unixMicros
-    request.attempt = 1
-    request.payload = Data(payload)
-    return try! request.serializedBytes()
-}
-
-/// Connects to 127.0.0.1:`port`, writes `bytes`, closes; on a background thread (blocking calls).
-func sendOverTCP(port: Int, _ bytes: [UInt8]) async {
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        DispatchQueue.global().async {
-            defer { continuation.resume() }
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { return }
-            defer { close(fd) }
-            var timeout = timeval(tv_sec: 1, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            guard connected == 0 else { return }
-            _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        }
-    }
-}
-
-/// A small seeded generator, so a failing run can be repeated from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func bytes(_ count: Int) -> [UInt8] {
-        (0 ..< count).map { _ in UInt8(truncatingIfNeeded: next()) }
     }
 }

@@ -3,6 +3,7 @@ import GemmaConvert
 import GemmaQuant
 @testable import GemmaQuantizerService
 @testable import GemmaWire
+import GemmaTestSupport
 import XCTest
 
 /// The quantizer service over real nng sockets and real files: the converter's bytes, job ids

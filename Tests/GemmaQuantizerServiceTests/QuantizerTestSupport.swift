@@ -3,6 +3,7 @@ import GemmaConvert
 @testable import GemmaQuantizerService
 @testable import GemmaWire
 import Logging
+import GemmaTestSupport
 import XCTest
 
 /// Paths and helpers shared by the quantizer service tests.
@@ -48,18 +49,6 @@ enum QuantizerFixtures {
         where name == "config.json" || name == "tokenizer.model" || name.hasSuffix(".safetensors") || name.hasSuffix(".index.json") {
             try FileManager.default.copyItem(at: source.appendingPathComponent(name), to: destination.appendingPathComponent(name))
         }
-    }
-}
-
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-
-    func next() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        value += 1
-        return value
     }
 }
 
@@ -181,30 +170,5 @@ final class QuantizerHarness: @unchecked Sendable {
     /// The names in a folder of the models directory, sorted.
     func files(in folder: String = "") throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: models.appendingPathComponent(folder).path).sorted()
-    }
-}
-
-struct TimedOut: Error, CustomStringConvertible {
-    let what: String
-    var description: String { "timed out waiting for \(what)" }
-}
-
-extension XCTestCase {
-    /// Asserts that `body` throws an `RPCError` with `code` whose message contains `text`.
-    @discardableResult
-    func assertRPCError<T>(_ code: RPCStatusCode, containing text: String = "", file: StaticString = #filePath, line: UInt = #line,
-                           _ body: () async throws -> T) async -> RPCError? {
-        do {
-            _ = try await body()
-            XCTFail("expected \(code), got a result", file: file, line: line)
-            return nil
-        } catch let error as RPCError {
-            XCTAssertEqual(error.code, code, error.message, file: file, line: line)
-            XCTAssertTrue(error.message.contains(text), "'\(error.message)' does not name '\(text)'", file: file, line: line)
-            return error
-        } catch {
-            XCTFail("expected RPCError \(code), got \(error)", file: file, line: line)
-            return nil
-        }
     }
 }

@@ -46,10 +46,11 @@ public func envelope(method: String, payload: [UInt8], requestID: UInt64 = 7, de
 }
 
 extension XCTestCase {
-    /// Asserts that `body` throws an `RPCError` with `code`, and returns it.
+    /// Asserts that `body` throws an `RPCError` with `code` (whose message contains `text`),
+    /// and returns it.
     @discardableResult
-    public func assertRPCError<T>(_ code: RPCStatusCode, file: StaticString = #filePath, line: UInt = #line,
-                                  _ body: () async throws -> T) async -> RPCError? {
+    public func assertRPCError<T>(_ code: RPCStatusCode, containing text: String = "", file: StaticString = #filePath,
+                                  line: UInt = #line, _ body: () async throws -> T) async -> RPCError? {
         do {
             _ = try await body()
             XCTFail("expected \(code), got a result", file: file, line: line)
@@ -57,6 +58,7 @@ extension XCTestCase {
         } catch let error as RPCError {
             XCTAssertEqual(error.code, code, error.message, file: file, line: line)
             XCTAssertFalse(error.message.isEmpty, "an error without a message", file: file, line: line)
+            XCTAssertTrue(error.message.contains(text), "'\(error.message)' does not name '\(text)'", file: file, line: line)
             return error
         } catch {
             XCTFail("expected RPCError \(code), got \(error)", file: file, line: line)
