@@ -99,23 +99,20 @@ final class ClusterProcessTests: XCTestCase {
     }
 
     func get(_ cluster: Cluster, _ path: String) async throws -> HTTPTestClient.Response {
-        let port = cluster.port
-        return try await Task.detached { try HTTPTestClient.request(port: port, path: path, timeoutSeconds: 5) }.value
+        try await HTTPTestClient.fetch(port: cluster.port, path: path, timeoutSeconds: 5)
     }
 
     /// A streamed completion, sampled with a seed; `onFirstChunk` runs when the first token arrives.
     func streamedCompletion(_ cluster: Cluster, onFirstChunk: @escaping @Sendable () -> Void = {}) async throws -> (text: String, errors: [String], finish: String?) {
         let body = #"{"prompt": "To be, or not to be", "max_tokens": 150, "temperature": 0.9, "top_k": 40, "seed": 7, "ignore_eos": true, "stream": true}"#
-        let port = cluster.port
-        let response = try await Task.detached {
-            var fired = false
-            return try HTTPTestClient.request(port: port, method: "POST", path: "/v1/completions", body: body, timeoutSeconds: 60) { data in
-                if !fired, data.contains("\"text\"") {
-                    fired = true
-                    onFirstChunk()
-                }
+        let fired = LockedFlag()
+        let response = try await HTTPTestClient.fetch(port: cluster.port, method: "POST", path: "/v1/completions",
+                                                      body: body, timeoutSeconds: 60) { data in
+            if !fired.isSet, data.contains("\"text\"") {
+                fired.set()
+                onFirstChunk()
             }
-        }.value
+        }
         XCTAssertEqual(response.status, 200, response.body)
         XCTAssertEqual(response.events.last, "[DONE]")
         var text = ""
@@ -190,11 +187,8 @@ final class ClusterProcessTests: XCTestCase {
         }
         XCTAssertEqual(active, 0)
         // A new request while the stage is still down: HTTP 503 with OpenAI's error JSON.
-        let port = cluster.port
-        let refused = try await Task.detached {
-            try HTTPTestClient.request(port: port, method: "POST", path: "/v1/completions",
-                                       body: #"{"prompt": "Hello", "max_tokens": 4}"#, timeoutSeconds: 30)
-        }.value
+        let refused = try await HTTPTestClient.fetch(port: cluster.port, method: "POST", path: "/v1/completions",
+                                                     body: #"{"prompt": "Hello", "max_tokens": 4}"#, timeoutSeconds: 30)
         XCTAssertEqual(refused.status, 503, refused.body)
         XCTAssertTrue(refused.body.contains("\"type\":\"service_unavailable\""), refused.body)
         let health = try await get(cluster, "/health")

@@ -59,6 +59,21 @@ public enum HTTPTestClient {
         return try parse(raw)
     }
 
+    /// `request` on a thread of its own, so that waiting for a long answer never holds one of
+    /// Swift concurrency's few threads.
+    public static func fetch(host: String = "127.0.0.1", port: Int, method: String = "GET", path: String,
+                             body: String? = nil, timeoutSeconds: Int = 60,
+                             onData: @escaping @Sendable (String) -> Void = { _ in }) async throws -> Response {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(with: Result {
+                    try request(host: host, port: port, method: method, path: path, body: body,
+                                timeoutSeconds: timeoutSeconds, onData: onData)
+                })
+            }.start()
+        }
+    }
+
     static func parse(_ raw: Data) throws -> Response {
         guard let split = raw.range(of: Data("\r\n\r\n".utf8)) else { throw Failure(description: "no HTTP header in \(raw.count) bytes") }
         let lines = String(decoding: raw[..<split.lowerBound], as: UTF8.self).components(separatedBy: "\r\n")
