@@ -15,6 +15,14 @@ public struct WorkerAssignment: Sendable, Equatable {
     public var kvCacheBytes: String?
     /// Where in the config the listen address comes from, e.g. "stages[1].replicas[0]".
     public var field: String
+
+    public init(model: String?, listen: String, layers: String?, kvCacheBytes: String?, field: String) {
+        self.model = model
+        self.listen = listen
+        self.layers = layers
+        self.kvCacheBytes = kvCacheBytes
+        self.field = field
+    }
 }
 
 extension ClusterConfig {

@@ -38,7 +38,7 @@ final class ComposeTopologyProcessTests: XCTestCase {
         let local = { (url: String) in socket(tcpHostPort(url)?.host ?? "unknown") }
         cluster.tokenizer = cluster.tokenizer.map(local)
         cluster.stages = cluster.stages.map { ClusterConfig.Stage(layers: $0.layers, replicas: $0.replicas.map(local)) }
-        cluster.quantizer?.listen = local(cluster.quantizer?.listen ?? "")
+        if let quantizer = cluster.quantizer { cluster.quantizer?.listen = local(quantizer.listen) }
         cluster.http = "127.0.0.1:\(port)"
         let volumeTarget = URL(fileURLWithPath: try XCTUnwrap(cluster.model)).deletingLastPathComponent().path
         cluster.model = cluster.model.map { models + $0.dropFirst(volumeTarget.count) }
