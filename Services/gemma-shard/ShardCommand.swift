@@ -115,6 +115,8 @@ struct ShardCommand: AsyncParsableCommand {
         var layers: (text: String, source: String)?
         var listen: [String]
         var kvCacheBytes: (text: String, source: String)?
+        /// "cluster.json stages[1].replicas[0]" when started from a config.
+        var place: String?
     }
 
     /// The flags, filled in from the cluster config when there is one (flags win).
@@ -136,6 +138,7 @@ struct ShardCommand: AsyncParsableCommand {
         }
         if layers == nil, let configured = assignment.layers { settings.layers = (configured, "\(config): stages[\(stage)].layers") }
         if listen.isEmpty { settings.listen = [assignment.listen] }
+        settings.place = "\(config) \(assignment.field)"
         if kvCacheBytes == nil, let configured = assignment.kvCacheBytes {
             settings.kvCacheBytes = (configured, "\(config): kv_cache_bytes")
         }
@@ -165,6 +168,7 @@ struct ShardCommand: AsyncParsableCommand {
         let status = engine.status
         logger.info("loaded model", metadata: [
             "model": "\(settings.model)",
+            "config": "\(settings.place ?? "none")",
             "layers": "\(status.firstLayer)-\(status.endLayer)",
             "layer_count": "\(status.layerCount)",
             "first": "\(status.isFirst)", "last": "\(status.isLast)",

@@ -73,9 +73,9 @@ struct TokenizerCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "gemma.tokenizer")
 
-        let (model, listen) = try settings()
+        let (model, listen, place) = try settings()
         let service = try Self.service(model: model)
-        logger.info("loaded tokenizer", metadata: ["model": "\(model)",
+        logger.info("loaded tokenizer", metadata: ["model": "\(model)", "config": "\(place ?? "none")",
                                                     "vocab_size": "\(service.tokenizer.vocabularySize)",
                                                     "fingerprint": "\(service.fingerprint)"])
         let server = RPCServer(
@@ -92,10 +92,10 @@ struct TokenizerCommand: AsyncParsableCommand {
         try await group.run()
     }
 
-    /// The model and listen URLs: the flags, filled in from the cluster config when there is
-    /// one (flags win).
-    func settings() throws -> (model: String, listen: [String]) {
-        guard let config else { return (model ?? "", listen) }
+    /// The model, the listen URLs and (with a config) where in it the worker is: the flags,
+    /// filled in from the cluster config when there is one (flags win).
+    func settings() throws -> (model: String, listen: [String], place: String?) {
+        guard let config else { return (model ?? "", listen, nil) }
         let assignment: WorkerAssignment
         do {
             assignment = try ClusterConfig.load(path: config).tokenizerAssignment(replica: replica ?? 0, path: config)
@@ -105,7 +105,7 @@ struct TokenizerCommand: AsyncParsableCommand {
         guard let model = model ?? assignment.model, !model.isEmpty else {
             throw ValidationError("\(config): 'model' is missing: set it to the checkpoint directory or GGUF file, or pass --model")
         }
-        return (model, listen.isEmpty ? [assignment.listen] : listen)
+        return (model, listen.isEmpty ? [assignment.listen] : listen, "\(config) \(assignment.field)")
     }
 
     /// The service for a tokenizer.model (or a directory holding one), or for a GGUF file: its

@@ -44,6 +44,7 @@ final class ShardConfigProcessTests: XCTestCase {
         XCTAssertEqual([info.firstLayer, info.endLayer, info.layerCount], [1, 3, 3])
         XCTAssertEqual([info.isFirst, info.isLast], [false, true])
         XCTAssertEqual(info.kvCapacityBytes, 2 << 20, "kv_cache_bytes from the config")
+        XCTAssertTrue(shard.log.text.contains("config=\(path) stages[1].replicas[0]"), shard.log.text)
         shard.signal(SIGTERM)
         let status = try await shard.waitForExit()
         XCTAssertEqual(status, 0, shard.log.text)
