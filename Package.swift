@@ -103,13 +103,14 @@ let package = Package(
                           path: "Services/gemma-quantize"),
         .executableTarget(name: "gemma-tokenizer",
                           dependencies: ["GemmaTokenizer", "GemmaWire", "GemmaTokenizerService", "GemmaConvert", "GemmaQuant", "GemmaDigest",
+                                         "GemmaCluster",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log"),
                                          .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
                           path: "Services/gemma-tokenizer"),
 
         .executableTarget(name: "gemma-shard",
-                          dependencies: ["GemmaShard", "GemmaShardService", "GemmaWire",
+                          dependencies: ["GemmaShard", "GemmaShardService", "GemmaWire", "GemmaCluster",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log"),
                                          .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
@@ -149,6 +150,9 @@ let package = Package(
         .testTarget(name: "GemmaQuantizerServiceTests", dependencies: ["GemmaQuantizerService", "GemmaConvert", "GemmaQuant", "GemmaWire",
                                                                        "GemmaTestSupport",
                                                                        .product(name: "Logging", package: "swift-log")]),
+        // The Docker Compose deployment (compose/) against the cluster config and docker-compose,
+        // and the workers started from a cluster config.
+        .testTarget(name: "GemmaDeployTests", dependencies: ["GemmaCluster", "GemmaWire", "GemmaTestSupport"]),
         // Runs the built `gemma` executable the way outside checks call it.
         .testTarget(name: "GemmaCLITests"),
     ],

@@ -2,12 +2,13 @@
 # Installs what a fresh Debian machine lacks to build and test the project: the C libraries
 # the Swift targets link (nng, OpenBLAS, SentencePiece, protobuf-c) and the tools the tests
 # and scripts call (spm_train, protoc, protoc-c, python3 with venv for the client tests, curl
-# for the demo, iproute2 for the multi-host test). Skips apt when everything is present.
+# for the demo, iproute2 for the multi-host test, docker-compose 1.29 to check compose/ with
+# `docker-compose config`: no Docker engine needed). Skips apt when everything is present.
 set -euo pipefail
 
 packages=(libnng-dev libopenblas-dev libsentencepiece-dev sentencepiece
           protobuf-compiler libprotobuf-c-dev protobuf-c-compiler
-          python3 python3-venv curl iproute2)
+          python3 python3-venv curl iproute2 docker-compose)
 
 missing=()
 for p in "${packages[@]}"; do

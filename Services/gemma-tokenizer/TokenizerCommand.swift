@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GemmaCluster
 import GemmaConvert
 import GemmaDigest
 import GemmaQuant
@@ -18,13 +19,23 @@ struct TokenizerCommand: AsyncParsableCommand {
         discussion: """
             SIGTERM or SIGINT stops accepting requests, lets in-flight ones finish (within \
             --shutdown-grace-seconds) and exits 0. Logs go to standard error.
+
+            With --config FILE [--replica R], the model and the listen address come from a \
+            cluster config (its 'model' and tokenizer[R]); --model and --listen given as well \
+            override them.
             """)
 
+    @Option(help: "A cluster config (JSON) to take the model and the listen address from.")
+    var config: String?
+
+    @Option(help: "With --config: which of the config's tokenizer addresses this worker listens on.")
+    var replica: Int?
+
     @Option(help: "tokenizer.model, a directory that contains one (a Hugging Face checkpoint directory), or a .gguf file (its tokenizer metadata).")
-    var model: String
+    var model: String?
 
     @Option(help: "Where to listen: tcp://HOST:PORT, ipc:///PATH or inproc://NAME. Repeat to listen on several.")
-    var listen: [String]
+    var listen: [String] = []
 
     @Option(help: "Requests handled at once; more get RESOURCE_EXHAUSTED.")
     var maxConcurrentRequests = 64
@@ -39,7 +50,12 @@ struct TokenizerCommand: AsyncParsableCommand {
     var logLevel = "info"
 
     func validate() throws {
-        guard !listen.isEmpty else { throw ValidationError("give at least one --listen URL") }
+        if config == nil {
+            guard replica == nil else { throw ValidationError("--replica goes with --config") }
+            guard model != nil else { throw ValidationError("give --model (or --config FILE)") }
+            guard !listen.isEmpty else { throw ValidationError("give at least one --listen URL") }
+        }
+        guard (replica ?? 0) >= 0 else { throw ValidationError("--replica cannot be negative") }
         guard maxConcurrentRequests > 0 else { throw ValidationError("--max-concurrent-requests must be positive") }
         guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
         guard shutdownGraceSeconds >= 0 else { throw ValidationError("--shutdown-grace-seconds cannot be negative") }
@@ -57,8 +73,9 @@ struct TokenizerCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "gemma.tokenizer")
 
+        let (model, listen, place) = try settings()
         let service = try Self.service(model: model)
-        logger.info("loaded tokenizer", metadata: ["model": "\(model)",
+        logger.info("loaded tokenizer", metadata: ["model": "\(model)", "config": "\(place ?? "none")",
                                                     "vocab_size": "\(service.tokenizer.vocabularySize)",
                                                     "fingerprint": "\(service.fingerprint)"])
         let server = RPCServer(
@@ -73,6 +90,22 @@ struct TokenizerCommand: AsyncParsableCommand {
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+
+    /// The model, the listen URLs and (with a config) where in it the worker is: the flags,
+    /// filled in from the cluster config when there is one (flags win).
+    func settings() throws -> (model: String, listen: [String], place: String?) {
+        guard let config else { return (model ?? "", listen, nil) }
+        let assignment: WorkerAssignment
+        do {
+            assignment = try ClusterConfig.load(path: config).tokenizerAssignment(replica: replica ?? 0, path: config)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        guard let model = model ?? assignment.model, !model.isEmpty else {
+            throw ValidationError("\(config): 'model' is missing: set it to the checkpoint directory or GGUF file, or pass --model")
+        }
+        return (model, listen.isEmpty ? [assignment.listen] : listen, "\(config) \(assignment.field)")
     }
 
     /// The service for a tokenizer.model (or a directory holding one), or for a GGUF file: its
