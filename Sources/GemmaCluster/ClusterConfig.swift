@@ -45,15 +45,16 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
     public struct Scheduling: Codable, Sendable, Equatable {
         /// Most sequences in one micro-batch.
         public var maxBatchSequences = 16
-        /// Most prompt tokens prefilled in one micro-batch (longer prompts go in chunks).
-        public var maxPrefillTokens = 512
+        /// Most prompt tokens prefilled in one micro-batch (longer prompts go in chunks, so a
+        /// long prompt never stalls the running streams for long, nor outlasts a stage's deadline).
+        public var maxPrefillTokens = 256
         /// Most requests waiting for admission before new ones get 429.
         public var maxWaitingRequests = 64
         /// How long a sequence waits for a failed stage (another replica, or the same one back)
         /// before its client gets an error.
         public var recoverySeconds = 30.0
-        /// Deadline of one stage call.
-        public var stageTimeoutSeconds = 60.0
+        /// Deadline of one stage call (a whole micro-batch: make it generous on slow machines).
+        public var stageTimeoutSeconds = 120.0
         /// Element type of hidden states between stages: "bf16" (half the bytes) or "f32" (exact).
         public var hiddenDType = "bf16"
 

@@ -55,7 +55,7 @@ class Cluster:
 
 
 def stream_completion(port, prompt, max_tokens, seed, result):
-    """One streamed completion; records the arrival time of every chunk with text."""
+    """One streamed completion; records the arrival time of every token's chunk."""
     start = time.perf_counter()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0.8, "seed": seed,
@@ -76,7 +76,8 @@ def stream_completion(port, prompt, max_tokens, seed, result):
             return
         if chunk.get("usage"):
             tokens = chunk["usage"]["completion_tokens"]
-        if any(c.get("text") for c in chunk.get("choices", [])):
+        # One chunk per token (its text may be empty: a random model's tokens often are).
+        if any(c.get("finish_reason") is None for c in chunk.get("choices", [])):
             times.append(time.perf_counter())
     connection.close()
     result.update(start=start, first=times[0] if times else None, end=time.perf_counter(), tokens=tokens)
