@@ -1,11 +1,11 @@
 import CGemmaKernels
 import Foundation
-import Dispatch
 import GemmaQuant
 
 /// Q8_0 or Q4_0 weights computed on directly, never dequantized as a whole: each batch of
-/// activation rows is quantized to Q8_0 per 32-element block (as llama.cpp does) and dotted
-/// with the weight blocks by integer kernels, the output rows split across the cores.
+/// activation rows is quantized to Q8_0 per 32-element block (as llama.cpp does) and multiplied
+/// with the weight blocks by integer kernels (`gemma_matmul_quantized_f32`), the weights read
+/// once per call for every row and the output rows split across the cores.
 public struct QuantizedWeights: LinearWeights, @unchecked Sendable {
     public let outputs: Int
     public let inputs: Int
@@ -27,27 +27,15 @@ public struct QuantizedWeights: LinearWeights, @unchecked Sendable {
 
     public var byteCount: Int { outputs * type.rowBytes(inputs) }
 
-    /// Threads the output rows of quantized and half-precision products are split across.
-    nonisolated(unsafe) public static var threadCount = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8))
+    /// Threads of every compute kernel (quantized, half and f32 products, attention): the
+    /// kernels' pool in CGemmaKernels.
+    public static var threadCount: Int {
+        get { Int(gemma_threads()) }
+        set { gemma_set_threads(Int32(newValue)) }
+    }
 
     public func multiply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
-        let activationRowBytes = GGMLType.q8_0.rowBytes(inputs)
-        let quantized = UnsafeMutableRawPointer.allocate(byteCount: rows * activationRowBytes, alignment: 64)
-        defer { quantized.deallocate() }
-        for t in 0..<rows {
-            gemma_quantize_row_q8_0(x + t * inputs, quantized + t * activationRowBytes, Int64(inputs))
-        }
-        let typeID = Int32(type.rawValue)
-        let threads = outputs * rows * inputs >= 1 << 16 ? Self.threadCount : 1
-        let chunk = (outputs + threads - 1) / threads
-        let (weights, n, outputs) = (bytes, Int64(inputs), self.outputs)
-        DispatchQueue.concurrentPerform(iterations: threads) { thread in
-            let begin = thread * chunk
-            let end = min(outputs, begin + chunk)
-            guard begin < end else { return }
-            gemma_matmul_quantized(typeID, weights, n, Int64(begin), Int64(end),
-                                   quantized, Int64(rows), y, Int64(outputs))
-        }
+        gemma_matmul_quantized_f32(Int32(type.rawValue), bytes, Int64(outputs), Int64(inputs), x, Int64(rows), y, Int64(outputs))
     }
 
     public func copyRow(_ index: Int, into out: UnsafeMutablePointer<Float>) {
