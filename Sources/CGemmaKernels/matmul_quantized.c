@@ -1,21 +1,26 @@
 // y = x W^T for Q8_0 and Q4_0 weights W (rows of ggml blocks, used where they lie) and f32
 // activations x, quantized to Q8_0 per 32-element block as ggml does.
 //
-// Three AVX2 paths (after ggml's ggml_vec_dot_q8_0_q8_0 / llamafile's tinyBLAS_Q0_AVX and
-// ggml's repacked q4_0 8x8 GEMM), each checked against the portable C path in the tests:
-//  - tiles of RM weight rows x RN activation rows, each weight block loaded once per tile and
-//    each product accumulated in its own register (decode: RN = 1, four rows at a time);
-//  - Q4_0 with several activation rows: eight weight rows are unpacked per span of blocks into
-//    a small buffer with the rows interleaved (lane r of a vector = row r), so one maddubs
-//    multiplies 4 weights of 8 rows at once and the unsigned nibbles let 8 of them add up in
-//    16 bits before one widening per block;
-//  - the work is split over the pool in tasks of rows, and the blocks in spans whose
-//    activations stay in L2, so weights are read from memory once per call for all rows of x.
+// Two AVX2 paths (after ggml's ggml_vec_dot_q8_0_q8_0, llamafile's tinyBLAS_Q0_AVX and ggml's
+// repacked q4_0 8x8 GEMM/GEMV), each checked against the portable C path in the tests:
+//  - packed weights (gemma_pack_quantized, done once at load): eight rows interleaved so that
+//    lane r of a vector holds 4 weights of row r; one maddubs then multiplies 4 weights of 8
+//    rows by 4 broadcast activations, several activation rows share every weight load, and
+//    Q4_0's unsigned nibbles let 8 products add up in 16 bits before one widening per block;
+//  - rows outside whole groups of 8 (or unpacked weights): tiles of RM rows x RN activation
+//    rows, each product in its own register (decode: the Q4_0 nibbles kept unsigned too).
+// The work is split over the pool in tasks of rows, and the blocks in spans whose activations
+// stay in L2, so weights are read from memory once per call for all rows of x.
 #include "gemma_kernels.h"
 #include "kernels_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+// Bytes of one block of eight packed rows: 8 x 32 quants (Q8_0) or 8 x 16 nibble bytes (Q4_0),
+// then 8 f16 scales.
+#define PACKED_Q8_0_BYTES 272
+#define PACKED_Q4_0_BYTES 144
 
 // ---------------------------------------------------------------------------------------------
 // Activations: Q8_0 quants (32 bytes per block, aligned), f32 scales, and 8 x the block's sum
@@ -28,14 +33,13 @@ typedef struct {
     int64_t rows, blocks;
 } activations_t;
 
-// Per-thread buffers that grow and are reused: the activations (caller's thread) and the
-// interleaved weights (each thread running tasks).
+// A per-thread buffer that grows and is reused, for the caller's quantized activations.
 typedef struct {
     void *data;
     size_t size;
 } buffer_t;
 
-static _Thread_local buffer_t activation_buffer, interleave_buffer;
+static _Thread_local buffer_t activation_buffer;
 
 static void *reserve(buffer_t *buffer, size_t bytes) {
     if (bytes > buffer->size) {
@@ -167,12 +171,46 @@ DEFINE_TILE(1, 4)
 
 typedef void (*tile_fn)(int, const uint8_t *, size_t, const activations_t *, int64_t, int64_t, int64_t, float *, int64_t);
 
+// Q4_0 rows x one activation row (decode): the nibbles stay unsigned, so maddubs takes them
+// as they are and 8 x the activation block's sum comes off once per block, instead of
+// re-centring and sign-flipping every weight.
+#define Q4_GEMV(RM)                                                                                      \
+    AVX2 static void q4_gemv_##RM(const uint8_t *w, size_t w_row_bytes, const activations_t *a, int64_t b0, \
+                                  int64_t b1, float *y) {                                               \
+        __m256 acc[RM];                                                                                  \
+        for (int i = 0; i < RM; i++) acc[i] = _mm256_setzero_ps();                                       \
+        const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8); \
+        for (int64_t b = b0; b < b1; b++) {                                                              \
+            const __m256i xv = _mm256_load_si256((const __m256i *)(a->q + b * GEMMA_QK));                \
+            const __m256i offset = _mm256_madd_epi16(_mm256_maddubs_epi16(eight, xv), ones);             \
+            const float dx = a->d[b];                                                                    \
+            for (int i = 0; i < RM; i++) {                                                               \
+                const uint8_t *blk = w + (size_t)i * w_row_bytes + (size_t)b * GEMMA_Q4_0_BYTES;         \
+                const __m128i packed = _mm_loadu_si128((const __m128i *)(blk + 2));                      \
+                const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low); \
+                const __m256i p = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(nibbles, xv), ones), offset); \
+                uint16_t dh;                                                                             \
+                memcpy(&dh, blk, 2);                                                                     \
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(_cvtsh_ss(dh) * dx), acc[i]); \
+            }                                                                                            \
+        }                                                                                                \
+        for (int i = 0; i < RM; i++) y[i] += hsum_float_8(acc[i]);                                       \
+    }
+
+Q4_GEMV(4)
+Q4_GEMV(1)
+
 // Rows [r0, r0 + rm) x activation rows [0, cols) over blocks [b0, b1) with the direct tiles.
 AVX2 static void direct_avx2(int type, const uint8_t *w, size_t w_row_bytes, int64_t r0, int64_t rm,
                              const activations_t *a, int64_t b0, int64_t b1, float *y, int64_t y_stride) {
     const int64_t cols = a->rows;
     // Shapes: 4x1 for one activation row; 2x4 (and 2x3) for several.
     int64_t r = r0;
+    if (cols == 1 && type == GEMMA_TYPE_Q4_0) {
+        for (; r + 4 <= r0 + rm; r += 4) q4_gemv_4(w + r * w_row_bytes, w_row_bytes, a, b0, b1, y + r);
+        for (; r < r0 + rm; r++) q4_gemv_1(w + r * w_row_bytes, w_row_bytes, a, b0, b1, y + r);
+        return;
+    }
     if (cols == 1) {
         for (; r + 4 <= r0 + rm; r += 4) tile_4x1(type, w + r * w_row_bytes, w_row_bytes, a, 0, b0, b1, y + r, y_stride);
         for (; r < r0 + rm; r++) tile_1x1(type, w + r * w_row_bytes, w_row_bytes, a, 0, b0, b1, y + r, y_stride);
@@ -191,73 +229,21 @@ AVX2 static void direct_avx2(int type, const uint8_t *w, size_t w_row_bytes, int
     }
 }
 
-// Eight weight rows interleaved, per block: vector g, lane r = weights 4g .. 4g+3 of row r, as
-// unsigned nibbles (Q4_0) or as |w| and w (Q8_0, for the sign trick), and the 8 row scales.
-typedef struct {
-    __m256i g[8];
-    __m256i w[8];  // signed weights (Q8_0 only)
-    __m256 d;
-} interleaved_t;
+// Packed weights (see gemma_pack_quantized): eight rows interleaved per block. Q8_0: vector g,
+// lane r = weights 4g .. 4g+3 of row r (signed); Q4_0: vector g (g < 4), lane r = bytes
+// 4g .. 4g+3 of row r's nibbles, whose low nibbles are weights 4g .. 4g+3 and high nibbles
+// weights 16+4g .. 16+4g+3; then the 8 rows' f16 scales.
 
-// 8x8 transpose of 32-bit groups: group g of row r -> vector g, lane r.
-AVX2 static inline void transpose_groups(const __m256i rows[8], __m256i out[8]) {
-    __m256i t0 = _mm256_unpacklo_epi32(rows[0], rows[1]), t1 = _mm256_unpackhi_epi32(rows[0], rows[1]);
-    __m256i t2 = _mm256_unpacklo_epi32(rows[2], rows[3]), t3 = _mm256_unpackhi_epi32(rows[2], rows[3]);
-    __m256i t4 = _mm256_unpacklo_epi32(rows[4], rows[5]), t5 = _mm256_unpackhi_epi32(rows[4], rows[5]);
-    __m256i t6 = _mm256_unpacklo_epi32(rows[6], rows[7]), t7 = _mm256_unpackhi_epi32(rows[6], rows[7]);
-    __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
-    __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
-    __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
-    __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
-    // u0: group 0 of rows 0-3 | group 4 of rows 0-3; u4 the same for rows 4-7.
-    out[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
-    out[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
-    out[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
-    out[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
-    out[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
-    out[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
-    out[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
-    out[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
-}
-
-AVX2 static void interleave(int type, const uint8_t *w, size_t w_row_bytes, int64_t b0, int64_t b1, interleaved_t *out) {
-    const __m256i low = _mm256_set1_epi8(0x0F);
-    const size_t block_bytes = type == GEMMA_TYPE_Q8_0 ? GEMMA_Q8_0_BYTES : GEMMA_Q4_0_BYTES;
-    for (int64_t b = b0; b < b1; b++) {
-        __m256i rows[8];
-        uint16_t dh[8];
-        for (int r = 0; r < 8; r++) {
-            const uint8_t *blk = w + (size_t)r * w_row_bytes + (size_t)b * block_bytes;
-            memcpy(&dh[r], blk, 2);
-            if (type == GEMMA_TYPE_Q8_0) {
-                rows[r] = _mm256_loadu_si256((const __m256i *)(blk + 2));
-            } else {
-                // Weights 0..15 in the low lane, 16..31 in the high lane, one per byte.
-                const __m128i packed = _mm_loadu_si128((const __m128i *)(blk + 2));
-                rows[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low);
-            }
-        }
-        interleaved_t *o = out + (b - b0);
-        if (type == GEMMA_TYPE_Q8_0) {
-            transpose_groups(rows, o->w);
-            for (int g = 0; g < 8; g++) o->g[g] = _mm256_sign_epi8(o->w[g], o->w[g]);
-        } else {
-            transpose_groups(rows, o->g);
-        }
-        o->d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dh));
-    }
-}
-
-// Q8_0: eight interleaved rows x RN activation rows over `count` blocks from block b0;
-// y[j * y_stride + r] += the sums (r < 8). maddubs(|w|, sign(x, w)) per group, widened at once.
-#define Q8_TILE(RN)                                                                                       \
-    AVX2 static void q8_interleaved_##RN(const interleaved_t *blocks, int64_t count, const activations_t *a, \
-                                         int64_t j0, int64_t b0, float *y, int64_t y_stride) {            \
+// Q8_0: eight packed rows x RN activation rows over `count` blocks from block b0 (`blk` points
+// at block b0 of the group); y[j * y_stride + r] += the sums. Per group of 4 weights:
+// maddubs(|w|, sign(x, w)) for 8 rows at once, widened and added.
+#define PACKED_Q8(RN)                                                                                     \
+    AVX2 static void packed_q8_##RN(const uint8_t *blk, int64_t count, const activations_t *a, int64_t j0, \
+                                    int64_t b0, float *y, int64_t y_stride) {                             \
         __m256 acc[RN];                                                                                   \
         for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();                                        \
         const __m256i ones = _mm256_set1_epi16(1);                                                        \
-        for (int64_t k = 0; k < count; k++) {                                                             \
-            const interleaved_t *blk = blocks + k;                                                        \
+        for (int64_t k = 0; k < count; k++, blk += PACKED_Q8_0_BYTES) {                                   \
             const int64_t b = b0 + k;                                                                     \
             __m256i s[RN];                                                                                \
             const int32_t *xq[RN];                                                                        \
@@ -266,16 +252,17 @@ AVX2 static void interleave(int type, const uint8_t *w, size_t w_row_bytes, int6
                 xq[j] = (const int32_t *)(a->q + ((j0 + j) * a->blocks + b) * GEMMA_QK);                  \
             }                                                                                             \
             for (int g = 0; g < 8; g++) {                                                                 \
-                const __m256i ag = _mm256_load_si256(&blk->g[g]);                                         \
-                const __m256i wg = _mm256_load_si256(&blk->w[g]);                                         \
+                const __m256i wg = _mm256_loadu_si256((const __m256i *)(blk + 32 * g));                   \
+                const __m256i ag = _mm256_sign_epi8(wg, wg);                                              \
                 for (int j = 0; j < RN; j++) {                                                            \
                     const __m256i sx = _mm256_sign_epi8(_mm256_set1_epi32(xq[j][g]), wg);                 \
                     s[j] = _mm256_add_epi32(s[j], _mm256_madd_epi16(_mm256_maddubs_epi16(ag, sx), ones)); \
                 }                                                                                         \
             }                                                                                             \
+            const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 256)));              \
             for (int j = 0; j < RN; j++) {                                                                \
-                const int64_t at = (j0 + j) * a->blocks + b;                                              \
-                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[j]), _mm256_mul_ps(blk->d, _mm256_broadcast_ss(a->d + at)), acc[j]); \
+                const __m256 dx = _mm256_broadcast_ss(a->d + (j0 + j) * a->blocks + b);                   \
+                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[j]), _mm256_mul_ps(d, dx), acc[j]);         \
             }                                                                                             \
         }                                                                                                 \
         for (int j = 0; j < RN; j++) {                                                                    \
@@ -284,19 +271,15 @@ AVX2 static void interleave(int type, const uint8_t *w, size_t w_row_bytes, int6
         }                                                                                                 \
     }
 
-Q8_TILE(4)
-Q8_TILE(1)
-
-// Eight interleaved rows x RN activation rows over `count` blocks starting at block b0;
-// y[j * y_stride + r] += the sums (r < 8).
-#define Q4_TILE(RN)                                                                                       \
-    AVX2 static void q4_interleaved_##RN(const interleaved_t *blocks, int64_t count, const activations_t *a, \
-                                         int64_t j0, int64_t b0, float *y, int64_t y_stride) {            \
+// Q4_0: the same with unsigned nibbles, which maddubs takes as they are: 8 products per lane
+// add up in 16 bits, one widening per block, and 8 x the activation block's sum comes off.
+#define PACKED_Q4(RN)                                                                                     \
+    AVX2 static void packed_q4_##RN(const uint8_t *blk, int64_t count, const activations_t *a, int64_t j0, \
+                                    int64_t b0, float *y, int64_t y_stride) {                             \
         __m256 acc[RN];                                                                                   \
         for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();                                        \
-        const __m256i ones = _mm256_set1_epi16(1);                                                        \
-        for (int64_t k = 0; k < count; k++) {                                                             \
-            const interleaved_t *blk = blocks + k;                                                     \
+        const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(0x0F);                          \
+        for (int64_t k = 0; k < count; k++, blk += PACKED_Q4_0_BYTES) {                                   \
             const int64_t b = b0 + k;                                                                     \
             __m256i s[RN];                                                                                \
             const int32_t *xq[RN];                                                                        \
@@ -304,15 +287,20 @@ Q8_TILE(1)
                 s[j] = _mm256_setzero_si256();                                                            \
                 xq[j] = (const int32_t *)(a->q + ((j0 + j) * a->blocks + b) * GEMMA_QK);                  \
             }                                                                                             \
-            for (int g = 0; g < 8; g++) {                                                                 \
-                const __m256i wg = _mm256_load_si256(&blk->g[g]);                                         \
-                for (int j = 0; j < RN; j++)                                                              \
-                    s[j] = _mm256_add_epi16(s[j], _mm256_maddubs_epi16(wg, _mm256_set1_epi32(xq[j][g]))); \
+            for (int g = 0; g < 4; g++) {                                                                 \
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 32 * g));                    \
+                const __m256i lo = _mm256_and_si256(v, low);                                              \
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);                        \
+                for (int j = 0; j < RN; j++) {                                                            \
+                    s[j] = _mm256_add_epi16(s[j], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xq[j][g])));   \
+                    s[j] = _mm256_add_epi16(s[j], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xq[j][g + 4]))); \
+                }                                                                                         \
             }                                                                                             \
+            const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 128)));              \
             for (int j = 0; j < RN; j++) {                                                                \
                 const int64_t at = (j0 + j) * a->blocks + b;                                              \
                 const __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(s[j], ones), _mm256_set1_epi32(a->sum8[at])); \
-                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(blk->d, _mm256_broadcast_ss(a->d + at)), acc[j]); \
+                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(d, _mm256_broadcast_ss(a->d + at)), acc[j]); \
             }                                                                                             \
         }                                                                                                 \
         for (int j = 0; j < RN; j++) {                                                                    \
@@ -321,9 +309,53 @@ Q8_TILE(1)
         }                                                                                                 \
     }
 
-Q4_TILE(4)
-Q4_TILE(1)
+PACKED_Q8(4)
+PACKED_Q8(2)
+PACKED_Q8(1)
+PACKED_Q4(4)
+PACKED_Q4(2)
+PACKED_Q4(1)
+
+typedef void (*packed_fn)(const uint8_t *, int64_t, const activations_t *, int64_t, int64_t, float *, int64_t);
 #endif
+
+// ---------------------------------------------------------------------------------------------
+// Packing.
+
+static int64_t packed_block_bytes(int type) { return type == GEMMA_TYPE_Q8_0 ? PACKED_Q8_0_BYTES : PACKED_Q4_0_BYTES; }
+
+int64_t gemma_packed_bytes(int type, int64_t rows, int64_t n) {
+    return rows / 8 * (n / GEMMA_QK) * packed_block_bytes(type);
+}
+
+typedef struct {
+    int type;
+    const uint8_t *w;
+    int64_t n;
+    uint8_t *packed;
+} pack_job;
+
+static void pack_group(void *context, int group) {
+    const pack_job *job = context;
+    const int64_t blocks = job->n / GEMMA_QK;
+    const size_t block_bytes = job->type == GEMMA_TYPE_Q8_0 ? GEMMA_Q8_0_BYTES : GEMMA_Q4_0_BYTES;
+    const size_t row_bytes = (size_t)blocks * block_bytes;
+    const int64_t pb = packed_block_bytes(job->type);
+    const int groups_of_4 = job->type == GEMMA_TYPE_Q8_0 ? 8 : 4;  // 4-byte groups per block
+    uint8_t *out = job->packed + (size_t)group * (size_t)(blocks * pb);
+    for (int64_t b = 0; b < blocks; b++, out += pb) {
+        for (int r = 0; r < 8; r++) {
+            const uint8_t *blk = job->w + (size_t)(group * 8 + r) * row_bytes + (size_t)b * block_bytes;
+            for (int g = 0; g < groups_of_4; g++) memcpy(out + 32 * g + 4 * r, blk + 2 + 4 * g, 4);
+            memcpy(out + 32 * groups_of_4 + 2 * r, blk, 2);
+        }
+    }
+}
+
+void gemma_pack_quantized(int type, const void *w, int64_t rows, int64_t n, void *packed) {
+    pack_job job = {type, w, n, packed};
+    gemma_parallel_for((int)(rows / 8), pack_group, &job);
+}
 
 // ---------------------------------------------------------------------------------------------
 // The parallel driver.
@@ -331,6 +363,7 @@ Q4_TILE(1)
 typedef struct {
     int type;
     const uint8_t *w;
+    const uint8_t *packed;  // NULL, or the packed copy of the first rows / 8 * 8 rows
     size_t w_row_bytes;
     int64_t rows;
     int64_t rows_per_task;
@@ -340,11 +373,6 @@ typedef struct {
     int64_t y_stride;
     int avx2;
 } matmul_job;
-
-// Activation rows from which weights are interleaved (the cost of interleaving a block is
-// shared by the activation rows).
-#define Q4_INTERLEAVE_MIN_ROWS 3
-#define Q8_INTERLEAVE_MIN_ROWS 3
 
 static void matmul_task(void *context, int task) {
     const matmul_job *job = context;
@@ -358,19 +386,17 @@ static void matmul_task(void *context, int task) {
 #ifdef GEMMA_X86
         if (job->avx2) {
             int64_t r = r0;
-            const int q4 = job->type == GEMMA_TYPE_Q4_0;
-            if (a->rows >= (q4 ? Q4_INTERLEAVE_MIN_ROWS : Q8_INTERLEAVE_MIN_ROWS)) {
-                interleaved_t *buffer = reserve(&interleave_buffer, sizeof(interleaved_t) * (size_t)(b1 - b0));
-                for (; r + 8 <= r1; r += 8) {
-                    interleave(job->type, job->w + (size_t)r * job->w_row_bytes, job->w_row_bytes, b0, b1, buffer);
+            if (job->packed) {
+                const int q4 = job->type == GEMMA_TYPE_Q4_0;
+                const packed_fn four = q4 ? packed_q4_4 : packed_q8_4, two = q4 ? packed_q4_2 : packed_q8_2,
+                                one = q4 ? packed_q4_1 : packed_q8_1;
+                const int64_t pb = packed_block_bytes(job->type);
+                for (; r + 8 <= r1 && r + 8 <= job->rows / 8 * 8; r += 8) {
+                    const uint8_t *blk = job->packed + (size_t)((r / 8 * a->blocks + b0) * pb);
                     int64_t j = 0;
-                    if (q4) {
-                        for (; j + 4 <= a->rows; j += 4) q4_interleaved_4(buffer, b1 - b0, a, j, b0, job->y + r, job->y_stride);
-                        for (; j < a->rows; j++) q4_interleaved_1(buffer, b1 - b0, a, j, b0, job->y + r, job->y_stride);
-                    } else {
-                        for (; j + 4 <= a->rows; j += 4) q8_interleaved_4(buffer, b1 - b0, a, j, b0, job->y + r, job->y_stride);
-                        for (; j < a->rows; j++) q8_interleaved_1(buffer, b1 - b0, a, j, b0, job->y + r, job->y_stride);
-                    }
+                    for (; j + 4 <= a->rows; j += 4) four(blk, b1 - b0, a, j, b0, job->y + r, job->y_stride);
+                    for (; j + 2 <= a->rows; j += 2) two(blk, b1 - b0, a, j, b0, job->y + r, job->y_stride);
+                    for (; j < a->rows; j++) one(blk, b1 - b0, a, j, b0, job->y + r, job->y_stride);
                 }
             }
             if (r < r1) direct_avx2(job->type, job->w, job->w_row_bytes, r, r1 - r, a, b0, b1, job->y, job->y_stride);
@@ -384,14 +410,15 @@ static void matmul_task(void *context, int task) {
     }
 }
 
-void gemma_matmul_quantized_f32(int w_type, const void *w, int64_t rows, int64_t n, const float *x, int64_t x_rows,
-                                float *y, int64_t y_stride) {
+void gemma_matmul_quantized_f32(int w_type, const void *w, const void *packed, int64_t rows, int64_t n,
+                                const float *x, int64_t x_rows, float *y, int64_t y_stride) {
     if (rows <= 0 || x_rows <= 0) return;
     activations_t a;
     prepare_activations(x, x_rows, n, &a);
     matmul_job job;
     job.type = w_type;
     job.w = w;
+    job.packed = packed;
     job.w_row_bytes = (size_t)(n / GEMMA_QK) * (w_type == GEMMA_TYPE_Q8_0 ? GEMMA_Q8_0_BYTES : GEMMA_Q4_0_BYTES);
     job.rows = rows;
     job.a = &a;

@@ -18,8 +18,9 @@
 #endif
 
 #define MAX_THREADS 64
-// Spins of a worker waiting for the next job before it sleeps (a few tens of microseconds).
-#define SPIN_LIMIT 20000
+// Spins of a thread waiting for a job (or for its helpers) before it sleeps: about 20-50 us,
+// enough to bridge the gap between the kernels of one forward pass.
+#define SPIN_LIMIT 2000
 
 typedef struct {
     pthread_mutex_t lock;

@@ -87,28 +87,37 @@ final class MatrixKernelTests: XCTestCase {
     func testQuantizedMatmulMatchesTheScalarReference() throws {
         // (weight rows, columns): tails of the 8-row interleave and the 2- and 4-row tiles, one
         // block, an odd number of blocks, and (with many activation rows) several spans.
-        let shapes = [(1, 32), (7, 64), (8, 96), (9, 160), (13, 2080), (33, 256), (19, 3104)]
+        let shapes = [(1, 32), (7, 64), (8, 96), (9, 160), (13, 2080), (33, 256), (16, 3104), (19, 3104)]
         for type in [GGMLType.q8_0, .q4_0] {
             for (rows, n) in shapes {
                 let w = values(rows * n, seed: UInt64(rows * 31 + n), scale: 0.3)
                 let weights = try encode(w, rows: rows, type: type)
-                let batches = n == 3104 ? [1, 64] : Array(1...9)
+                let batches = n == 3104 ? [1, 11, 64] : Array(1...9)
                 for xRows in batches {
                     let x = values(xRows * n, seed: UInt64(xRows * 7 + n), scale: 2)
+                    var packed = [UInt8](repeating: 0, count: Int(gemma_packed_bytes(Int32(type.rawValue), Int64(rows), Int64(n))) + 1)
+                    weights.withUnsafeBytes { wp in
+                        packed.withUnsafeMutableBytes { gemma_pack_quantized(Int32(type.rawValue), wp.baseAddress!, Int64(rows), Int64(n), $0.baseAddress!) }
+                    }
                     forEachPath { path in
                         let expected = referenceQuantized(type: type, weights: weights, rows: rows, n: n, x: x, xRows: xRows)
-                        var y = [Float](repeating: .nan, count: xRows * rows)
-                        weights.withUnsafeBytes { wp in
-                            x.withUnsafeBufferPointer { xp in
-                                y.withUnsafeMutableBufferPointer { yp in
-                                    gemma_matmul_quantized_f32(Int32(type.rawValue), wp.baseAddress!, Int64(rows), Int64(n),
-                                                               xp.baseAddress!, Int64(xRows), yp.baseAddress!, Int64(rows))
+                        for usePacked in [false, true] {
+                            var y = [Float](repeating: .nan, count: xRows * rows)
+                            weights.withUnsafeBytes { wp in
+                                packed.withUnsafeBytes { pp in
+                                    x.withUnsafeBufferPointer { xp in
+                                        y.withUnsafeMutableBufferPointer { yp in
+                                            gemma_matmul_quantized_f32(Int32(type.rawValue), wp.baseAddress!, usePacked ? pp.baseAddress! : nil,
+                                                                       Int64(rows), Int64(n), xp.baseAddress!, Int64(xRows),
+                                                                       yp.baseAddress!, Int64(rows))
+                                        }
+                                    }
                                 }
                             }
-                        }
-                        for i in 0..<y.count {
-                            XCTAssertEqual(y[i], expected[i], accuracy: 2e-5 * max(1, abs(expected[i])),
-                                           "\(type) rows \(rows) n \(n) batch \(xRows) \(path) at \(i)")
+                            for i in 0..<y.count {
+                                XCTAssertEqual(y[i], expected[i], accuracy: 2e-5 * max(1, abs(expected[i])),
+                                               "\(type) rows \(rows) n \(n) batch \(xRows) \(path) packed \(usePacked) at \(i)")
+                            }
                         }
                     }
                 }

@@ -34,11 +34,19 @@ float gemma_dot_q4_0_q8_0(int64_t n, const void *w, const void *x);
 #define GEMMA_TYPE_Q8_0 8
 #define GEMMA_TYPE_BF16 30
 
+/// Bytes of the packed copy of Q8_0 or Q4_0 weights of `rows` rows of `n` (whole groups of 8
+/// rows are packed; the same size as those rows).
+int64_t gemma_packed_bytes(int type, int64_t rows, int64_t n);
+/// Packs the first rows / 8 * 8 rows of W (eight rows interleaved per block, the layout the
+/// AVX2 matrix kernels read fastest) into `packed`, on the pool.
+void gemma_pack_quantized(int type, const void *w, int64_t rows, int64_t n, void *packed);
+
 /// y[t * y_stride + r] = dot(W row r, x row t) for r < rows, t < x_rows: W has `rows` rows of
 /// `n` (a multiple of 32) weights in Q8_0 or Q4_0 blocks, x is f32 [x_rows x n] and is quantized
-/// to Q8_0 per block first. Weights are read once for all rows of x; the work runs on the pool.
-void gemma_matmul_quantized_f32(int w_type, const void *w, int64_t rows, int64_t n, const float *x, int64_t x_rows,
-                                float *y, int64_t y_stride);
+/// to Q8_0 per block first. `packed` is NULL or W's packed copy (then used for whole groups of 8
+/// rows). Weights are read once for all rows of x; the work runs on the pool.
+void gemma_matmul_quantized_f32(int w_type, const void *w, const void *packed, int64_t rows, int64_t n,
+                                const float *x, int64_t x_rows, float *y, int64_t y_stride);
 
 /// The same for f32, f16 or bf16 weights (`n` any length; rows unaligned is fine).
 void gemma_matmul_float(int w_type, const void *w, int64_t rows, int64_t n, const float *x, int64_t x_rows,
