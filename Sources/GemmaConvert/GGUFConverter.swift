@@ -185,9 +185,8 @@ public struct GGUFConverter {
         finished = true
     }
 
-    /// Streams one tensor in chunks of rows: read (pread into a reused buffer when the tensor
-    /// comes from a file, else from memory), decode to f32, add 1 to norms, encode in parallel,
-    /// and append to the file.
+    /// Streams one tensor in chunks of rows: decode to f32, add 1 to norms, encode in parallel,
+    /// append to the file, and drop the consumed input pages from memory.
     private func convertTensor(_ raw: RawTensor, plan: Plan, addOne: Bool, threads: Int, writer: GGUFWriter,
                                chunkWritten: (Int) throws -> Void) throws {
         let rowLength = plan.shape.last!
@@ -197,7 +196,6 @@ public struct GGUFConverter {
         let chunkRows = max(1, min(rows, (16 << 20) / max(1, rowLength)))  // ~64 MB of f32
         let floats = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * rowLength)
         let encoded = UnsafeMutableRawPointer.allocate(byteCount: chunkRows * outputRowBytes, alignment: 64)
-        let reader = try raw.location.map { try ChunkReader(location: $0, capacity: chunkRows * inputRowBytes) }
         defer {
             floats.deallocate()
             encoded.deallocate()
@@ -205,12 +203,7 @@ public struct GGUFConverter {
         var firstRow = 0
         while firstRow < rows {
             let count = min(chunkRows, rows - firstRow)
-            let input: UnsafeRawBufferPointer
-            if let reader {
-                input = try reader.read(at: firstRow * inputRowBytes, count: count * inputRowBytes)
-            } else {
-                input = UnsafeRawBufferPointer(rebasing: raw.bytes[firstRow * inputRowBytes..<(firstRow + count) * inputRowBytes])
-            }
+            let input = UnsafeRawBufferPointer(rebasing: raw.bytes[firstRow * inputRowBytes..<(firstRow + count) * inputRowBytes])
             let parts = min(max(1, threads), count)
             let perPart = (count + parts - 1) / parts
             let failure = ErrorBox()
@@ -235,54 +228,10 @@ public struct GGUFConverter {
             }
             if let error = failure.error { throw error }
             try writer.appendTensorBytes(plan.ggufName, bytes: UnsafeRawBufferPointer(start: encoded, count: count * outputRowBytes).bytes)
-            if reader == nil { releasePages(input) }
+            releasePages(input)
             try chunkWritten(count * outputRowBytes)
             firstRow += count
         }
-    }
-}
-
-/// Reads byte ranges of one tensor from its file with `pread` into a buffer it reuses, so a
-/// conversion copies its input once instead of faulting in every page of the mapping.
-final class ChunkReader {
-    let location: FileLocation
-    private let fd: Int32
-    private let buffer: UnsafeMutableRawPointer
-    private let capacity: Int
-
-    init(location: FileLocation, capacity: Int) throws {
-        self.location = location
-        fd = open(location.path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw CheckpointError.unreadable(file: location.path, reason: String(cString: strerror(errno)))
-        }
-        self.capacity = capacity
-        buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, capacity), alignment: 64)
-        _ = posix_fadvise(fd, off_t(location.offset), 0, POSIX_FADV_SEQUENTIAL)
-    }
-
-    deinit {
-        close(fd)
-        buffer.deallocate()
-    }
-
-    /// Bytes [offset, offset + count) of the tensor (valid until the next read).
-    func read(at offset: Int, count: Int) throws -> UnsafeRawBufferPointer {
-        precondition(count <= capacity)
-        var done = 0
-        while done < count {
-            let n = pread(fd, buffer + done, count - done, off_t(location.offset + offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw CheckpointError.unreadable(file: location.path, reason: String(cString: strerror(errno)))
-            }
-            guard n > 0 else {
-                throw CheckpointError.truncated(file: location.path,
-                                                detail: "ends before byte \(location.offset + offset + count) of a tensor")
-            }
-            done += n
-        }
-        return UnsafeRawBufferPointer(start: buffer, count: count)
     }
 }
 

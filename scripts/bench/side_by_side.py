@@ -211,7 +211,30 @@ def engine(args):
             log(f"round {round_index + 1}/{args.rounds}: {name}")
             results.append(run_json(command))
             log(f"  {json.dumps(results[-1])}")
+    print_engine_table(args, ours, theirs)
 
+
+def retable(args):
+    """The ratio table again from the log (stderr) of an `engine` run."""
+    ours, theirs, current = [], [], None
+    with open(args.log) as f:
+        for line in f:
+            if "round" in line and line.rstrip().endswith(": ours"):
+                current = ours
+            elif "round" in line and line.rstrip().endswith(": llama.cpp"):
+                current = theirs
+            elif line.strip().startswith("[") and "{" in line and current is not None:
+                current.append(json.loads(line[line.index("{"):]))
+                current = None
+    # A log of several models holds their rounds one model after the other.
+    first = args.part * args.rounds
+    ours, theirs = ours[first:first + args.rounds], theirs[first:first + args.rounds]
+    n = min(len(ours), len(theirs))
+    args.rounds = n
+    print_engine_table(args, ours[:n], theirs[:n])
+
+
+def print_engine_table(args, ours, theirs):
     def figures(result):
         row = {"prompt": result["prompt_tokens_per_second"]}
         for d in result["decode"]:
@@ -221,7 +244,8 @@ def engine(args):
     ours_rows = [figures(r) for r in ours]
     theirs_rows = [figures(r) for r in theirs]
     keys = list(ours_rows[0].keys())
-    bandwidth = statistics.median(r["bandwidth_bytes_per_second"] for r in ours)
+    # Bandwidth is a best-of figure: the best round's probe.
+    bandwidth = max(r["bandwidth_bytes_per_second"] for r in ours)
     bytes_per_token = ours[0]["bytes_per_token"]
     table = []
     for key in keys:
@@ -229,21 +253,20 @@ def engine(args):
         t = [r[key] for r in theirs_rows]
         per_round = [a / b for a, b in zip(o, t)]
         table.append((key, statistics.median(o), statistics.median(t), statistics.median(per_round),
-                      min(per_round), max(per_round)))
-    shares = [r["bandwidth_share"] for r in ours]
-    their_shares = [t["decode x1"] * bytes_per_token / o["bandwidth_bytes_per_second"]
-                    for t, o in zip(theirs_rows, ours)]
+                      min(per_round), max(per_round), max(o) / max(t)))
+    best_x1 = max(r["decode x1"] for r in ours_rows), max(r["decode x1"] for r in theirs_rows)
 
     print(f"model: {args.model} ({bytes_per_token / 1e9:.3f} GB of weights read per decode step), "
           f"threads {args.threads}, {args.rounds} interleaved rounds, {time.strftime('%Y-%m-%d %H:%M')}")
     print()
-    print("| figure (tokens/s, aggregate) | ours | llama.cpp | ours / llama.cpp (median of rounds) | range over rounds |")
-    print("|---|---:|---:|---:|---:|")
-    for key, o, t, ratio, low, high in table:
+    print("| figure (tokens/s, aggregate; medians of rounds) | ours | llama.cpp | ours / llama.cpp (median of rounds) "
+          "| range over rounds | best round / best round |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for key, o, t, ratio, low, high, best in table:
         label = f"prompt ({args.prompt_tokens} tokens)" if key == "prompt" else key
-        print(f"| {label} | {o:.2f} | {t:.2f} | **{ratio:.2f}** | {low:.2f}-{high:.2f} |")
-    print(f"| single-stream share of read bandwidth ({bandwidth / 1e9:.1f} GB/s) | "
-          f"{statistics.median(shares) * 100:.0f}% | {statistics.median(their_shares) * 100:.0f}% | | |")
+        print(f"| {label} | {o:.2f} | {t:.2f} | **{ratio:.2f}** | {low:.2f}-{high:.2f} | {best:.2f} |")
+    print(f"| decode x1 (best round) as a share of the best read bandwidth probe ({bandwidth / 1e9:.1f} GB/s) | "
+          f"{best_x1[0] * bytes_per_token / bandwidth * 100:.0f}% | {best_x1[1] * bytes_per_token / bandwidth * 100:.0f}% | | | |")
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump({"ours": ours, "theirs": theirs}, f)
@@ -251,6 +274,7 @@ def engine(args):
 
 def quantize(args):
     ours, theirs = {t: [] for t in args.types}, {t: [] for t in args.types}
+    before = {t: [] for t in args.types}
     out_dir = args.output_dir
     os.makedirs(out_dir, exist_ok=True)
     for round_index in range(args.rounds):
@@ -262,12 +286,17 @@ def quantize(args):
             theirs_command = [sys.executable, os.path.abspath(__file__), "llama-quantize", "--input", args.input,
                               "--output", theirs_out, "--type", qtype, "--threads", str(args.threads)]
             order = ["ours", "theirs"] if round_index % 2 == 0 else ["theirs", "ours"]
+            if args.baseline:
+                order.insert(1, "before")
             for name in order:
                 log(f"round {round_index + 1}/{args.rounds}, {qtype}: {name}")
-                if name == "ours":
-                    figure = run_timed(ours_command)
+                if name in ("ours", "before"):
+                    command = list(ours_command)
+                    if name == "before":
+                        command[0] = args.baseline
+                    figure = run_timed(command)
                     figure["bytes"] = os.path.getsize(ours_out)
-                    ours[qtype].append(figure)
+                    (ours if name == "ours" else before)[qtype].append(figure)
                     os.remove(ours_out)
                 else:
                     figure = run_json(theirs_command)
@@ -281,14 +310,15 @@ def quantize(args):
     print("| output | ours: wall (user + sys) | llama.cpp: wall (user + sys) | output size ours / llama.cpp | "
           "time ours / llama.cpp (median of rounds) | range |")
     print("|---|---:|---:|---:|---:|---:|")
-    for qtype in args.types:
-        o, t = ours[qtype], theirs[qtype]
-        ratios = [a["wall"] / b["wall"] for a, b in zip(o, t)]
-        med = lambda rows, key: statistics.median(r[key] for r in rows)
-        print(f"| {qtype.upper()} | {med(o, 'wall'):.1f} s ({med(o, 'user'):.1f} + {med(o, 'sys'):.1f}) | "
-              f"{med(t, 'wall'):.1f} s ({med(t, 'user'):.1f} + {med(t, 'sys'):.1f}) | "
-              f"{o[0]['bytes'] / 1e6:.0f} / {t[0]['bytes'] / 1e6:.0f} MB | **{statistics.median(ratios):.2f}** | "
-              f"{min(ratios):.2f}-{max(ratios):.2f} |")
+    med = lambda rows, key: statistics.median(r[key] for r in rows)
+    for label, runs in [("", ours)] + ([(" (before: " + args.baseline + ")", before)] if args.baseline else []):
+        for qtype in args.types:
+            o, t = runs[qtype], theirs[qtype]
+            ratios = [a["wall"] / b["wall"] for a, b in zip(o, t)]
+            print(f"| {qtype.upper()}{label} | {med(o, 'wall'):.1f} s ({med(o, 'user'):.1f} + {med(o, 'sys'):.1f}) | "
+                  f"{med(t, 'wall'):.1f} s ({med(t, 'user'):.1f} + {med(t, 'sys'):.1f}) | "
+                  f"{o[0]['bytes'] / 1e6:.0f} / {t[0]['bytes'] / 1e6:.0f} MB | **{statistics.median(ratios):.2f}** | "
+                  f"{min(ratios):.2f}-{max(ratios):.2f} |")
 
 
 def main():
@@ -310,6 +340,16 @@ def main():
     p.add_argument("--json-out", help="also write every raw figure here")
     p.set_defaults(run=engine)
 
+    p = sub.add_parser("retable", help="print an engine run's table again from its log")
+    p.add_argument("--log", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--rounds", type=int, default=3, help="rounds per model in the log")
+    p.add_argument("--part", type=int, default=0, help="which model of the log (0 = the first)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--prompt-tokens", type=int, default=64)
+    p.add_argument("--json-out")
+    p.set_defaults(run=retable)
+
     p = sub.add_parser("llama-engine")
     engine_options(p)
     p.set_defaults(run=llama_engine)
@@ -321,6 +361,7 @@ def main():
     p.add_argument("--types", nargs="+", default=["q8_0", "q4_0"], choices=["q8_0", "q4_0"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--baseline", help="another gemma-quantize build, timed in the same rounds (before/after)")
     p.set_defaults(run=quantize)
 
     p = sub.add_parser("llama-quantize")

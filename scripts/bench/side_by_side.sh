@@ -11,6 +11,7 @@
 #   CHECKPOINT      the checkpoint the bf16 GGUF is written from (default bench-models/gemma-2b-random)
 #   THREADS (2), ROUNDS (engine 3, quantize 2), GEN_TOKENS (16), REPETITIONS (3), PROMPT_TOKENS (64)
 #   GEMMA_BIN, GEMMA_QUANTIZE_BIN   other builds of ours to time (default: this tree's release build)
+#   BASELINE_QUANTIZE                an older gemma-quantize to time in the same rounds (before/after)
 #
 # llama-cpp-python is a dependency of this benchmark only, never of the product. The machine is
 # shared and noisy: compare the ratios this prints, not figures from different runs.
@@ -69,7 +70,8 @@ quantize)
         "$BIN/gemma-quantize" "$checkpoint" -o "$input" --type bf16 >&2
     fi
     "$VENV/bin/python" "$HELPER" quantize --input "$input" --gemma-quantize "${GEMMA_QUANTIZE_BIN:-$BIN/gemma-quantize}" \
-        --output-dir "$(dirname "$input")" --threads "$THREADS" --rounds "${ROUNDS:-2}"
+        --output-dir "$(dirname "$input")" --threads "$THREADS" --rounds "${ROUNDS:-2}" \
+        ${BASELINE_QUANTIZE:+--baseline "$BASELINE_QUANTIZE"}
     ;;
 *)
     echo "usage: $0 engine [MODEL.gguf ...] | quantize [BF16.gguf]" >&2
