@@ -1,13 +1,9 @@
 #include "gemma_kernels.h"
+#include "kernels_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define GEMMA_X86 1
-#endif
 
 typedef struct { uint16_t d; int8_t qs[GEMMA_QK]; } block_q8_0;
 typedef struct { uint16_t d; uint8_t qs[GEMMA_QK / 2]; } block_q4_0;
@@ -79,6 +75,17 @@ static void quantize_row_q8_0_c(const float *x, void *vy, int64_t n) {
     }
 }
 
+static void quantize_row_q8_0_split_c(const float *x, int8_t *q, float *d, int32_t *sum8, int64_t n) {
+    for (int64_t i = 0; i < n / GEMMA_QK; i++) {
+        block_q8_0 block;
+        quantize_row_q8_0_c(x + i * GEMMA_QK, &block, GEMMA_QK);
+        d[i] = gemma_fp16_to_fp32(block.d);
+        int sum = 0;
+        for (int j = 0; j < GEMMA_QK; j++) { q[i * GEMMA_QK + j] = block.qs[j]; sum += block.qs[j]; }
+        sum8[i] = 8 * sum;
+    }
+}
+
 static float dot_q8_0_q8_0_c(int64_t n, const void *vw, const void *vx) {
     const block_q8_0 *w = vw, *x = vx;
     float sum = 0.0f;
@@ -109,15 +116,6 @@ static float dot_q4_0_q8_0_c(int64_t n, const void *vw, const void *vx) {
 // AVX2 kernels (after ggml's ggml-cpu/arch/x86/quants.c).
 
 #ifdef GEMMA_X86
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
-
-AVX2 static inline float hsum_float_8(const __m256 x) {
-    __m128 res = _mm256_extractf128_ps(x, 1);
-    res = _mm_add_ps(res, _mm256_castps256_ps128(x));
-    res = _mm_add_ps(res, _mm_movehl_ps(res, res));
-    res = _mm_add_ss(res, _mm_movehdup_ps(res));
-    return _mm_cvtss_f32(res);
-}
 
 // Signed int8 x int8 products of 32 pairs, summed in groups of four, as 8 floats.
 AVX2 static inline __m256 mul_sum_i8_pairs_float(const __m256i x, const __m256i y) {
@@ -192,7 +190,31 @@ AVX2 static void quantize_row_q8_0_avx2(const float *x, void *vy, int64_t n) {
         _mm256_storeu_si256((__m256i *)y[i].qs, p);
     }
 }
+
+AVX2 static void quantize_row_q8_0_split_avx2(const float *x, int8_t *q, float *d, int32_t *sum8, int64_t n) {
+    for (int64_t i = 0; i < n / GEMMA_QK; i++) {
+        block_q8_0 block;
+        quantize_row_q8_0_avx2(x + i * GEMMA_QK, &block, GEMMA_QK);
+        d[i] = _cvtsh_ss(block.d);
+        const __m256i v = _mm256_loadu_si256((const __m256i *)block.qs);
+        _mm256_storeu_si256((__m256i *)(q + i * GEMMA_QK), v);
+        // Sum of the 32 quants: maddubs with 1s, then madd with 1s, then a horizontal add.
+        const __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), v);
+        const __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+        sum8[i] = 8 * _mm_cvtsi128_si32(t);
+    }
+}
 #endif
+
+void gemma_quantize_row_q8_0_split(const float *x, int8_t *q, float *d, int32_t *sum8, int64_t n) {
+#ifdef GEMMA_X86
+    if (gemma_kernels_use_avx2()) { quantize_row_q8_0_split_avx2(x, q, d, sum8, n); return; }
+#endif
+    quantize_row_q8_0_split_c(x, q, d, sum8, n);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Half-precision weights.
@@ -208,20 +230,14 @@ static void convert_row_c(int half_type, const uint8_t *w, int64_t n, float *out
     for (int64_t i = 0; i < n; i++) {
         uint16_t h;
         memcpy(&h, w + 2 * i, 2);
-        out[i] = half_type == GEMMA_HALF_BF16 ? bf16_to_fp32(h) : gemma_fp16_to_fp32(h);
+        out[i] = half_type == GEMMA_TYPE_BF16 ? bf16_to_fp32(h) : gemma_fp16_to_fp32(h);
     }
-}
-
-static float dot_f32_c(const float *a, const float *b, int64_t n) {
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n; i++) sum += a[i] * b[i];
-    return sum;
 }
 
 #ifdef GEMMA_X86
 AVX2 static void convert_row_avx2(int half_type, const uint8_t *w, int64_t n, float *out) {
     int64_t i = 0;
-    if (half_type == GEMMA_HALF_BF16) {
+    if (half_type == GEMMA_TYPE_BF16) {
         for (; i + 8 <= n; i += 8) {
             const __m128i h = _mm_loadu_si128((const __m128i *)(w + 2 * i));
             const __m256i wide = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
@@ -236,46 +252,6 @@ AVX2 static void convert_row_avx2(int half_type, const uint8_t *w, int64_t n, fl
     if (i < n) convert_row_c(half_type, w + 2 * i, n - i, out + i);
 }
 
-// Dot product of a half-precision row with an f32 row, converting on the fly (decode path).
-AVX2 static float dot_half_f32_avx2(int half_type, const uint8_t *w, const float *x, int64_t n) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    if (half_type == GEMMA_HALF_BF16) {
-        for (; i + 16 <= n; i += 16) {
-            const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 2 * i));
-            const __m256 lo = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h)), 16));
-            const __m256 hi = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)), 16));
-            acc0 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + i), acc0);
-            acc1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + i + 8), acc1);
-        }
-    } else {
-        for (; i + 16 <= n; i += 16) {
-            const __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i)));
-            const __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i + 16)));
-            acc0 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + i), acc0);
-            acc1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + i + 8), acc1);
-        }
-    }
-    float sum = hsum_float_8(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, w + 2 * i, 2);
-        sum += (half_type == GEMMA_HALF_BF16 ? bf16_to_fp32(h) : gemma_fp16_to_fp32(h)) * x[i];
-    }
-    return sum;
-}
-
-AVX2 static float dot_f32_avx2(const float *a, const float *b, int64_t n) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-    }
-    float sum = hsum_float_8(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) sum += a[i] * b[i];
-    return sum;
-}
 #endif
 
 void gemma_convert_rows(int half_type, const void *w, int64_t rows, int64_t n, float *out) {
@@ -286,30 +262,6 @@ void gemma_convert_rows(int half_type, const void *w, int64_t rows, int64_t n, f
 #endif
         convert_row_c(half_type, bytes + 2 * r * n, n, out + r * n);
     }
-}
-
-void gemma_matmul_half(int half_type, const void *w, int64_t n, int64_t row_begin, int64_t row_end,
-                       const float *x, int64_t x_rows, float *y, int64_t y_stride) {
-    const uint8_t *bytes = w;
-#ifdef GEMMA_X86
-    if (gemma_kernels_use_avx2() && x_rows == 1) {
-        for (int64_t r = row_begin; r < row_end; r++) y[r] = dot_half_f32_avx2(half_type, bytes + 2 * r * n, x, n);
-        return;
-    }
-#endif
-    // Several activation rows: convert each weight row once, then dot it with every row.
-    float row_buffer[4096];
-    float *row = n <= 4096 ? row_buffer : malloc(sizeof(float) * (size_t)n);
-    for (int64_t r = row_begin; r < row_end; r++) {
-        gemma_convert_rows(half_type, bytes + 2 * r * n, 1, n, row);
-        for (int64_t t = 0; t < x_rows; t++) {
-#ifdef GEMMA_X86
-            if (gemma_kernels_use_avx2()) { y[t * y_stride + r] = dot_f32_avx2(row, x + t * n, n); continue; }
-#endif
-            y[t * y_stride + r] = dot_f32_c(row, x + t * n, n);
-        }
-    }
-    if (row != row_buffer) free(row);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -337,6 +289,22 @@ float gemma_read_memory(const void *buffer, int64_t bytes) {
     uint64_t sum = 0;
     for (int64_t i = 0; i < bytes / 8; i++) sum += p[i];
     return (float)sum;
+}
+
+typedef struct {
+    const char *buffer;
+    int64_t part;
+} read_job;
+
+static void read_task(void *context, int task) {
+    const read_job *job = context;
+    volatile float sink = gemma_read_memory(job->buffer + task * job->part, job->part);
+    (void)sink;
+}
+
+void gemma_read_memory_parallel(const void *buffer, int64_t bytes, int parts) {
+    read_job job = {buffer, bytes / parts / 128 * 128};
+    gemma_parallel_for(parts, read_task, &job);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -383,18 +351,4 @@ float gemma_dot_q4_0_q8_0(int64_t n, const void *w, const void *x) {
     if (gemma_kernels_use_avx2()) return dot_q4_0_q8_0_avx2(n, w, x);
 #endif
     return dot_q4_0_q8_0_c(n, w, x);
-}
-
-void gemma_matmul_quantized(int w_type, const void *w, int64_t n, int64_t row_begin, int64_t row_end,
-                            const void *x, int64_t x_rows, float *y, int64_t y_stride) {
-    const int64_t blocks = n / GEMMA_QK;
-    const size_t w_row_bytes = (size_t)blocks * (w_type == 8 ? GEMMA_Q8_0_BYTES : GEMMA_Q4_0_BYTES);
-    const size_t x_row_bytes = (size_t)blocks * GEMMA_Q8_0_BYTES;
-    float (*dot)(int64_t, const void *, const void *) = w_type == 8 ? gemma_dot_q8_0_q8_0 : gemma_dot_q4_0_q8_0;
-    for (int64_t r = row_begin; r < row_end; r++) {
-        const char *w_row = (const char *)w + (size_t)r * w_row_bytes;
-        for (int64_t t = 0; t < x_rows; t++) {
-            y[t * y_stride + r] = dot(n, w_row, (const char *)x + (size_t)t * x_row_bytes);
-        }
-    }
 }

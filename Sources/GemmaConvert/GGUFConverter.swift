@@ -93,7 +93,8 @@ public struct GGUFConverter: Sendable {
             guard let bytes = FileManager.default.contents(atPath: tokenizerPath) else {
                 throw ConversionError.missingTokenizer(path: input)
             }
-            tokenizerEntries = try GGUFTokenizerMetadata.entries(fromModel: [UInt8](bytes), source: tokenizerPath)
+            tokenizerEntries = try GGUFTokenizerMetadata.entries(fromModel: [UInt8](bytes), source: tokenizerPath,
+                                                                 vocabularySize: source.config.vocabularySize)
             modelName = url.lastPathComponent
         } else {
             let checkpoint: GGUFCheckpoint

@@ -8,16 +8,27 @@ import GemmaTokenizer
 public enum GGUFTokenizerMetadata {
     typealias Key = GemmaGGUFNames.Key
 
-    /// Metadata entries for the tokenizer in `tokenizer.model` bytes.
-    public static func entries(fromModel bytes: [UInt8], source: String) throws -> [(String, GGUFValue)] {
+    /// Metadata entries for the tokenizer in `tokenizer.model` bytes. When the model's embedding
+    /// has more rows (`vocabularySize`) than the tokenizer has pieces, the list is padded with
+    /// unused `[PADn]` tokens (score -1000) as llama.cpp's converter does, since llama.cpp
+    /// requires one token per embedding row.
+    public static func entries(fromModel bytes: [UInt8], source: String, vocabularySize: Int = 0) throws -> [(String, GGUFValue)] {
         let proto = try SentencePieceModelProto(serialized: bytes, source: source)
         let tokenizer = try GemmaTokenizer(serializedModel: bytes, source: source)
+        var tokens = proto.pieces.map(\.piece)
+        var scores = proto.pieces.map(\.score)
+        var types = proto.pieces.map(\.type.rawValue)
+        for i in tokens.count..<max(tokens.count, vocabularySize) {
+            tokens.append("[PAD\(i)]")
+            scores.append(-1000)
+            types.append(SentencePieceModelProto.PieceType.unused.rawValue)
+        }
         var entries: [(String, GGUFValue)] = [
             (Key.tokenizerModel, .string("llama")),
             (Key.tokenizerPre, .string("default")),
-            (Key.tokens, .array(.string(proto.pieces.map(\.piece)))),
-            (Key.scores, .array(.float32(proto.pieces.map(\.score)))),
-            (Key.tokenTypes, .array(.int32(proto.pieces.map(\.type.rawValue)))),
+            (Key.tokens, .array(.string(tokens))),
+            (Key.scores, .array(.float32(scores))),
+            (Key.tokenTypes, .array(.int32(types))),
             (Key.bosID, .uint32(UInt32(tokenizer.bos))),
             (Key.eosID, .uint32(UInt32(tokenizer.eos))),
             (Key.unknownID, .uint32(UInt32(tokenizer.unknown))),

@@ -233,6 +233,12 @@ public final class GGUFFile: @unchecked Sendable {
         }
     }
 
+    /// Where `tensor`'s bytes start in the file at `path`, for readers that would rather `pread`
+    /// them than fault them in through the mapping; nil when this object holds an in-memory copy.
+    public func fileOffset(of tensor: GGUFTensorInfo) throws(GGUFError) -> Int? {
+        storage.mapped ? try range(of: tensor).lowerBound : nil
+    }
+
     /// The address and length of `tensor`'s bytes in the mapping, for compute kernels that keep
     /// pointers. The memory is read-only and stays valid exactly as long as this `GGUFFile`
     /// object: hold a reference to it (as the "owner" of the weights) while the pointer is used.
@@ -246,7 +252,7 @@ public final class GGUFFile: @unchecked Sendable {
 /// The bytes of a file: a read-only private mapping, or an owned copy of in-memory bytes.
 private final class FileStorage {
     let buffer: UnsafeRawBufferPointer
-    private let mapped: Bool
+    let mapped: Bool
 
     var count: Int { buffer.count }
 

@@ -38,6 +38,22 @@ public final class SequenceKVCache: @unchecked Sendable {
         capacity = newCapacity
     }
 
+    /// Fills positions 0 ..< `positions` of every layer with pseudo-random keys and values and
+    /// marks them valid: a long context for benchmarks without computing its prefill.
+    public func fillForBenchmark(positions: Int, seed: UInt64) {
+        reserve(positions)
+        var state = seed
+        for l in 0..<layerCount {
+            for i in 0..<positions * kvWidth {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                keys[l][i] = Float(Int64(bitPattern: state) >> 40) / Float(1 << 23)
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                values[l][i] = Float(Int64(bitPattern: state) >> 40) / Float(1 << 23)
+            }
+        }
+        length = positions
+    }
+
     /// Forgets positions from `position` on (they are recomputed when needed).
     public func truncate(to position: Int) {
         length = min(length, max(0, position))

@@ -1,4 +1,5 @@
-import COpenBLAS
+import CGemmaKernels
+import GemmaQuant
 
 /// A weight matrix of `outputs` x `inputs` (PyTorch's [out, in]) that can multiply a batch
 /// of activation rows: y = x W^T. Float, bf16 and quantized storages implement it.
@@ -27,7 +28,7 @@ extension LinearWeights {
     }
 }
 
-/// f32 weights multiplied with OpenBLAS's sgemm.
+/// f32 weights, multiplied by `gemma_matmul_float`.
 public struct Float32Weights: LinearWeights {
     public let outputs: Int
     public let inputs: Int
@@ -44,10 +45,7 @@ public struct Float32Weights: LinearWeights {
 
     public func multiply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
         values.withUnsafeBufferPointer { w in
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                        Int32(rows), Int32(outputs), Int32(inputs),
-                        1, x, Int32(inputs), w.baseAddress, Int32(inputs),
-                        0, y, Int32(outputs))
+            gemma_matmul_float(Int32(GGMLType.f32.rawValue), w.baseAddress, Int64(outputs), Int64(inputs), x, Int64(rows), y, Int64(outputs))
         }
     }
 

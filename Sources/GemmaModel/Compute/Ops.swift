@@ -1,3 +1,4 @@
+import CGemmaKernels
 import Foundation
 
 /// Element-wise and row-wise operations of the Gemma forward pass, in f32.
@@ -39,7 +40,7 @@ enum Ops {
             up.storage.withUnsafeBufferPointer { u in
                 switch activation {
                 case .geluTanh:
-                    for i in 0..<g.count { g[i] = geluTanh(g[i]) * u[i] }
+                    gemma_gelu_tanh_mul(g.baseAddress!, u.baseAddress!, Int64(g.count))
                 case .geluExact:
                     for i in 0..<g.count { g[i] = geluExact(g[i]) * u[i] }
                 }

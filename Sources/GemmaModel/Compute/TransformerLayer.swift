@@ -1,4 +1,6 @@
-import COpenBLAS
+import CGemmaKernels
+import Dispatch
+import Foundation
 
 /// One Gemma decoder block: pre-norm attention and a pre-norm GeGLU feed-forward, each
 /// added to the residual stream.
@@ -36,8 +38,10 @@ final class TransformerLayer: @unchecked Sendable {
         let v = value(x)
         rotary.apply(&q, heads: config.headCount)
         rotary.apply(&k, heads: config.kvHeadCount)
+        let attentionStart = AttentionClock.isRunning ? DispatchTime.now().uptimeNanoseconds : 0
         let attended = attend(queries: q, keys: k, values: v, segments: segments,
                               localIndex: localIndex, config: config)
+        if AttentionClock.isRunning { AttentionClock.add(DispatchTime.now().uptimeNanoseconds - attentionStart) }
         Ops.add(&hidden, output(attended))
 
         // Feed-forward.
@@ -49,7 +53,8 @@ final class TransformerLayer: @unchecked Sendable {
     }
 
     /// Stores this batch's keys and values in each sequence's cache, then computes causal
-    /// attention of each segment's queries over its sequence's positions 0 ... its own.
+    /// attention of each segment's queries over its sequence's positions 0 ... its own
+    /// (`gemma_attention`: linear in the context, all heads of a KV head at once).
     private func attend(queries q: Matrix, keys k: Matrix, values v: Matrix, segments: [BatchSegment],
                         localIndex: Int, config: GemmaConfig) -> Matrix {
         let headDim = config.headDim
@@ -62,7 +67,6 @@ final class TransformerLayer: @unchecked Sendable {
             let cache = segment.cache
             let rows = segment.count
             let start = segment.startPosition
-            let length = start + rows
             // Write keys and values at their positions.
             k.storage.withUnsafeBufferPointer { kp in
                 cache.keys[localIndex].withUnsafeMutableBufferPointer { dst in
@@ -74,36 +78,14 @@ final class TransformerLayer: @unchecked Sendable {
                     (dst.baseAddress! + start * kvWidth).update(from: vp.baseAddress! + firstRow * kvWidth, count: rows * kvWidth)
                 }
             }
-            var scores = [Float](repeating: 0, count: rows * length)
             q.storage.withUnsafeBufferPointer { qp in
                 out.storage.withUnsafeMutableBufferPointer { op in
                     cache.keys[localIndex].withUnsafeBufferPointer { kc in
                         cache.values[localIndex].withUnsafeBufferPointer { vc in
-                            scores.withUnsafeMutableBufferPointer { sp in
-                                for h in 0..<config.headCount {
-                                    let g = h / config.headsPerKVHead
-                                    let qBase = qp.baseAddress! + firstRow * queryWidth + h * headDim
-                                    // scores[rows x length] = scale * Q_h K_g^T
-                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                                                Int32(rows), Int32(length), Int32(headDim),
-                                                scale, qBase, Int32(queryWidth),
-                                                kc.baseAddress! + g * headDim, Int32(kvWidth),
-                                                0, sp.baseAddress!, Int32(length))
-                                    // Causal mask and softmax: row t sees positions 0 ... start + t.
-                                    for t in 0..<rows {
-                                        let row = sp.baseAddress! + t * length
-                                        let visible = start + t + 1
-                                        Ops.softmax(row, count: visible)
-                                        for p in visible..<length { row[p] = 0 }
-                                    }
-                                    // out_h[rows x headDim] = P V_g
-                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                                                Int32(rows), Int32(headDim), Int32(length),
-                                                1, sp.baseAddress!, Int32(length),
-                                                vc.baseAddress! + g * headDim, Int32(kvWidth),
-                                                0, op.baseAddress! + firstRow * queryWidth + h * headDim, Int32(queryWidth))
-                                }
-                            }
+                            gemma_attention(qp.baseAddress! + firstRow * queryWidth, Int64(queryWidth), Int64(rows), Int64(start),
+                                            kc.baseAddress!, vc.baseAddress!, Int64(kvWidth),
+                                            Int32(config.headCount), Int32(config.kvHeadCount), Int32(headDim), scale,
+                                            op.baseAddress! + firstRow * queryWidth, Int64(queryWidth))
                         }
                     }
                 }
@@ -111,5 +93,35 @@ final class TransformerLayer: @unchecked Sendable {
             firstRow += rows
         }
         return out
+    }
+}
+
+/// Time spent in attention (cache writes and `gemma_attention`), summed over layers while
+/// running; the engine benchmark uses it to report attention's share of a decode step.
+enum AttentionClock {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var nanoseconds: UInt64 = 0
+    nonisolated(unsafe) static var isRunning = false
+
+    static func add(_ elapsed: UInt64) {
+        lock.lock()
+        nanoseconds += elapsed
+        lock.unlock()
+    }
+
+    /// Starts counting from zero.
+    static func start() {
+        lock.lock()
+        nanoseconds = 0
+        isRunning = true
+        lock.unlock()
+    }
+
+    /// Stops counting and returns the seconds counted.
+    static func stop() -> Double {
+        lock.lock()
+        defer { lock.unlock() }
+        isRunning = false
+        return Double(nanoseconds) / 1e9
     }
 }

@@ -15,8 +15,9 @@ public struct WeightLoader: Sendable {
                        values: try source.loadFloat32(name, shape: [outputs, inputs]))
     }
 
-    /// Weights used as stored: f32 copied for OpenBLAS; bf16, f16, Q8_0 and Q4_0 computed on
-    /// in place (memory-mapped), so resident memory stays close to the file's size.
+    /// Weights used as stored: f32 copied; bf16 and f16 computed on in place (memory-mapped);
+    /// Q8_0 and Q4_0 packed once into the kernels' layout (the same size, the mapped pages
+    /// released), so resident memory stays close to the file's size.
     public static let native = WeightLoader { source, name, outputs, inputs in
         let raw = try source.rawTensor(name, shape: [outputs, inputs])
         switch raw.type {
@@ -28,7 +29,7 @@ public struct WeightLoader: Sendable {
                                         bytes: raw.bytes.baseAddress!, owner: raw.owner)
         case .q8_0, .q4_0:
             return QuantizedWeights(type: raw.type, outputs: outputs, inputs: inputs,
-                                    bytes: raw.bytes.baseAddress!, owner: raw.owner)
+                                    bytes: raw.bytes.baseAddress!, owner: raw.owner, releaseSource: raw.location != nil)
         default:
             throw CheckpointError.unsupportedDType(file: source.description, tensor: name, dtype: "\(raw.type)")
         }

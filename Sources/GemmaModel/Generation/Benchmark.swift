@@ -12,6 +12,9 @@ public struct EngineBenchmark {
     public var generatedTokens = 32
     public var batchSizes = [1, 4, 8]
     public var repetitions = 3
+    /// Positions already in each sequence's cache when decoding is timed (filled with
+    /// pseudo-random keys and values; 8 computed prompt tokens when 8 or fewer).
+    public var context = 8
 
     /// One batch size's decode figures.
     public struct DecodeFigure: Sendable {
@@ -20,6 +23,8 @@ public struct EngineBenchmark {
         public let perStream: Double
         /// Tokens per second of all streams together.
         public let aggregate: Double
+        /// Share of a step's time spent in attention.
+        public let attentionShare: Double
     }
 
     /// Everything one run measures.
@@ -44,7 +49,7 @@ public struct EngineBenchmark {
     /// Sets the threads of every kernel (OpenBLAS and ours).
     public static func setThreads(_ threads: Int) {
         QuantizedWeights.threadCount = threads
-        openblas_set_num_threads(Int32(threads))
+        openblas_set_num_threads(1)
     }
 
     func randomTokens(_ count: Int, seed: UInt64) -> [Int32] {
@@ -81,19 +86,26 @@ public struct EngineBenchmark {
     /// read once for the whole batch.
     public func measureDecode(batch: Int) throws -> DecodeFigure {
         var stepTimes: [Double] = []
+        var shares: [Double] = []
+        let first = max(8, context)
         for repetition in 0...repetitions {  // the first is the warm-up
-            let caches = (0..<batch).map { _ in model.makeCache(reserving: 8 + generatedTokens) }
+            let caches = (0..<batch).map { _ in model.makeCache(reserving: first + generatedTokens) }
             var tokens: [Int32] = []
             for (i, cache) in caches.enumerated() {
                 let prompt = randomTokens(8, seed: UInt64(100 + i))
-                _ = try model.forward(tokens: prompt, startPosition: 0, cache: cache)
+                if first > 8 {
+                    cache.fillForBenchmark(positions: first, seed: UInt64(100 + i))
+                } else {
+                    _ = try model.forward(tokens: prompt, startPosition: 0, cache: cache)
+                }
                 tokens.append(prompt.last!)
             }
             var times: [Double] = []
+            AttentionClock.start()
             for step in 0..<generatedTokens {
                 times.append(try Self.time {
                     var hidden = try model.embed(tokens)
-                    try model.forwardLayers(&hidden, segments: caches.map { BatchSegment(cache: $0, startPosition: 8 + step, count: 1) })
+                    try model.forwardLayers(&hidden, segments: caches.map { BatchSegment(cache: $0, startPosition: first + step, count: 1) })
                     let logits = try model.logits(hidden, rows: Array(0..<batch))
                     tokens = (0..<batch).map { row in
                         logits.storage.withUnsafeBufferPointer {
@@ -102,27 +114,28 @@ public struct EngineBenchmark {
                     }
                 })
             }
-            if repetition > 0 { stepTimes.append(Self.median(times)) }
+            let attention = AttentionClock.stop()
+            if repetition > 0 {
+                stepTimes.append(Self.median(times))
+                shares.append(attention / times.reduce(0, +))
+            }
         }
         let step = Self.median(stepTimes)
-        return DecodeFigure(batch: batch, perStream: 1 / step, aggregate: Double(batch) / step)
+        return DecodeFigure(batch: batch, perStream: 1 / step, aggregate: Double(batch) / step,
+                            attentionShare: Self.median(shares))
     }
 
-    /// Read bandwidth over a 1 GiB buffer with every kernel thread, best of 8 passes.
+    /// Read bandwidth over a 1 GiB buffer with every kernel thread (the kernels' own pool),
+    /// best of 8 passes.
     public static func measureBandwidth(threads: Int) -> Double {
         let bytes = 1 << 30
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 4096)
         defer { buffer.deallocate() }
         memset(buffer, 1, bytes)
-        let part = bytes / threads / 128 * 128
         var best = 0.0
         for _ in 0..<8 {
-            let seconds = time {
-                DispatchQueue.concurrentPerform(iterations: threads) { t in
-                    _ = gemma_read_memory(buffer + t * part, Int64(part))
-                }
-            }
-            best = max(best, Double(part * threads) / seconds)
+            let seconds = time { gemma_read_memory_parallel(buffer, Int64(bytes), Int32(threads)) }
+            best = max(best, Double(bytes / threads / 128 * 128 * threads) / seconds)
         }
         return best
     }
