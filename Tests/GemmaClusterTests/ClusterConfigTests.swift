@@ -25,7 +25,7 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(config.apiKey, "secret")
         XCTAssertEqual(config.layerCount, 6)
         XCTAssertEqual(config.scheduling.maxBatchSequences, 4)
-        XCTAssertEqual(config.scheduling.maxPrefillTokens, 512)
+        XCTAssertEqual(config.scheduling.maxPrefillTokens, 256)  // the default
     }
 
     func testMissingFieldIsNamed() throws {
