@@ -74,67 +74,14 @@ final class TokenizerProcessTests: XCTestCase {
             return (ok, failures)
         }()
 
-        async let envelopeReplies: [RPCStatusCode: Int] = {
-            var random = SplitMix64(seed: seed)
-            let requester = try RawRequester(url: url)
-            defer { requester.close() }
-            var replies: [RPCStatusCode: Int] = [:]
-            let methods = ["gemma.v1.Tokenizer/Encode", "gemma.v1.Tokenizer/Detokenize",
-                           "gemma.v1.Tokenizer/ApplyChatTemplate", "gemma.v1.Tokenizer/Info"]
-            var round = 0
-            while ContinuousClock.now < end {
-                let message: [UInt8]
-                var expectReply = true
-                switch round % 4 {
-                case 0:  // random bytes
-                    message = random.bytes(Int(random.next() % 2048))
-                case 1:  // a real envelope cut short
-                    var payload = Gemma_V1_EncodeRequest()
-                    payload.texts = texts
-                    let whole = envelope(method: methods[0], payload: try payload.serializedBytes())
-                    message = Array(whole.prefix(Int(random.next() % UInt64(whole.count))))
-                case 2:  // a real envelope around a random payload
-                    message = envelope(method: methods[Int(random.next() % 4)], payload: random.bytes(Int(random.next() % 512)))
-                default:  // over the server's message limit: dropped, never answered
-                    message = random.bytes(limit + 1 + Int(random.next() % 4096))
-                    expectReply = false
-                }
-                switch await requester.exchange(message, timeout: .milliseconds(expectReply ? 5000 : 200)) {
-                case .success(let bytes):
-                    XCTAssertTrue(expectReply, "an oversized message was answered")
-                    let reply = try Gemma_V1_Reply(serializedBytes: bytes)
-                    replies[reply.status.code, default: 0] += 1
-                    if reply.status.code != .ok {
-                        XCTAssertFalse(reply.status.message.isEmpty, "error \(reply.status.code) without a message")
-                    }
-                case .failure(let error):
-                    XCTAssertFalse(expectReply, "no reply to malformed message (round \(round), seed \(seed)): \(error)")
-                }
-                round += 1
-            }
-            return replies
-        }()
-
-        async let rawConnections: Int = {
-            var random = SplitMix64(seed: seed ^ 0x5555)
-            var count = 0
-            while ContinuousClock.now < end {
-                var bytes: [UInt8]
-                switch count % 3 {
-                case 0:  // not even the protocol header
-                    bytes = random.bytes(Int(random.next() % 4096))
-                case 1:  // a REQ header, then a frame claiming an absurd length
-                    bytes = [0, 0x53, 0x50, 0, 0, 0x30, 0, 0] + [0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF] + random.bytes(64)
-                default:  // a REQ header, then a frame just over the limit, cut short
-                    let length = UInt64(limit + 1)
-                    bytes = [0, 0x53, 0x50, 0, 0, 0x30, 0, 0] + (0 ..< 8).map { UInt8(truncatingIfNeeded: length >> (56 - 8 * UInt64($0))) }
-                    bytes += random.bytes(8192)
-                }
-                await sendOverTCP(port: port, bytes)
-                count += 1
-            }
-            return count
-        }()
+        var encode = Gemma_V1_EncodeRequest()
+        encode.texts = texts
+        let validPayload: [UInt8] = try encode.serializedBytes()
+        async let envelopeReplies = sendGarbageEnvelopes(
+            url: url, methods: ["gemma.v1.Tokenizer/Encode", "gemma.v1.Tokenizer/Detokenize",
+                                "gemma.v1.Tokenizer/ApplyChatTemplate", "gemma.v1.Tokenizer/Info"],
+            validPayload: validPayload, limit: limit, until: end, seed: seed)
+        async let rawConnections = sendGarbageConnections(port: port, limit: limit, until: end, seed: seed)
 
         let (good, replies, connections) = try await (goodCalls, envelopeReplies, rawConnections)
         XCTAssertEqual(good.failures, [], "seed \(seed)")
