@@ -91,7 +91,7 @@ let package = Package(
 
         // Services: thin executables over the libraries.
         .executableTarget(name: "gemma",
-                          dependencies: ["GemmaModel", "GemmaTokenizer", "GemmaConvert", "GemmaCluster",
+                          dependencies: ["GemmaModel", "GemmaTokenizer", "GemmaConvert", "GemmaCluster", "GemmaShard",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Services/gemma"),
         .executableTarget(name: "gemma-quantize",

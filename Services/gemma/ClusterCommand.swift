@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GemmaCluster
 import GemmaModel
+import GemmaShard
 
 /// `gemma cluster`: run a whole cluster on this machine.
 struct ClusterCommand: ParsableCommand {
@@ -68,7 +69,7 @@ struct ClusterUpCommand: ParsableCommand {
             do { cluster = try ClusterConfig.load(path: config) } catch { throw ValidationError("\(error)") }
         } else {
             let model = try self.model ?? Self.bundledModel(near: binDirectory)
-            let layerCount = try ShardEngineCheckpoint.layerCount(of: model)
+            let layerCount = try ShardEngine.openCheckpoint(model).config.layerCount
             let name = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
             cluster = LocalClusterPlan.defaultConfig(model: model, modelName: name, layerCount: layerCount, stages: stages,
                                                      http: http ?? "127.0.0.1:8080", runDirectory: runDirectory.path)
@@ -112,17 +113,5 @@ struct ClusterUpCommand: ParsableCommand {
             throw ValidationError("the bundled model Models/tiny-shakespeare is not here or beside the build; pass --model or --config")
         }
         return found
-    }
-}
-
-/// The layer count of a checkpoint directory or GGUF file, read from its header only.
-enum ShardEngineCheckpoint {
-    static func layerCount(of path: String) throws -> Int {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw ValidationError("--model \(path): no such file or directory")
-        }
-        let source: TensorSource = isDirectory.boolValue ? try SafetensorsCheckpoint(directory: path) : try GGUFCheckpoint(path: path)
-        return source.config.layerCount
     }
 }
