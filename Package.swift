@@ -131,7 +131,7 @@ let package = Package(
                           path: "Benchmarks/gemma-wire-bench"),
 
         // Tests: one target per library.
-        .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "GemmaTokenizer", "GemmaQuant", "CGemmaKernels"]),
+        .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "GemmaTokenizer", "GemmaQuant", "CGemmaKernels", "GemmaTestSupport"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer"]),
         .testTarget(name: "GemmaQuantTests", dependencies: ["GemmaQuant"]),
         .testTarget(name: "GemmaConvertTests", dependencies: ["GemmaConvert", "GemmaModel", "GemmaQuant", "GemmaTokenizer"]),

@@ -8,7 +8,8 @@ import Glibc
 /// with their names, waits for the router's /health, restarts workers that die, and on SIGINT
 /// or SIGTERM stops the router first, then the workers (SIGTERM, then SIGKILL after 15 s).
 final class LocalSupervisor: @unchecked Sendable {
-    /// A service and its current process.
+    /// A service and its current process (`process` and `restarts` are guarded by the
+    /// supervisor's lock: termination handlers and delayed restarts run on other threads).
     final class Child {
         let service: LocalClusterPlan.Service
         let executable: URL
@@ -113,7 +114,7 @@ final class LocalSupervisor: @unchecked Sendable {
         process.terminationHandler = { [weak self] process in self?.exited(child, process) }
         do {
             try process.run()
-            child.process = process
+            lock.withLock { child.process = process }
         } catch {
             requestStop("cannot start \(child.executable.path): \(error)")
         }
@@ -124,12 +125,16 @@ final class LocalSupervisor: @unchecked Sendable {
         guard !stopping else { return }
         let how = process.terminationReason == .uncaughtSignal ? "was killed by signal \(process.terminationStatus)"
                                                                 : "exited with status \(process.terminationStatus)"
-        guard child.service.isWorker, ready, restartWorkers, child.restarts < Self.maxRestarts else {
+        let restart: Int? = lock.withLock {
+            guard child.service.isWorker, ready, restartWorkers, child.restarts < Self.maxRestarts else { return nil }
+            child.restarts += 1
+            return child.restarts
+        }
+        guard let restart else {
             requestStop("\(child.service.name) \(how)")
             return
         }
-        child.restarts += 1
-        log("cluster", "\(child.service.name) \(how); restarting it in 1 s (restart \(child.restarts) of \(Self.maxRestarts))")
+        log("cluster", "\(child.service.name) \(how); restarting it in 1 s (restart \(restart) of \(Self.maxRestarts))")
         DispatchQueue.global().asyncAfter(deadline: .now() + 1) { [weak self] in
             guard let self, !self.isStopping else { return }
             self.start(child)
@@ -139,7 +144,7 @@ final class LocalSupervisor: @unchecked Sendable {
     /// SIGTERM to the router, then to the workers; SIGKILL to whatever is left after 15 s.
     func shutdown() {
         for group in [children.filter { !$0.service.isWorker }, children.filter(\.service.isWorker)] {
-            let running = group.compactMap(\.process).filter(\.isRunning)
+            let running = lock.withLock { group.compactMap(\.process) }.filter(\.isRunning)
             for process in running { process.terminate() }
             let deadline = Date().addingTimeInterval(15)
             while running.contains(where: \.isRunning), Date() < deadline { usleep(50_000) }

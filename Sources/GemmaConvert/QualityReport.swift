@@ -65,9 +65,8 @@ public struct QualityReport: Sendable {
     }
 
     static func logSoftmax(_ x: [Float]) -> [Double] {
-        let m = Double(x.max() ?? 0)
-        let logSum = log(x.reduce(0.0) { $0 + exp(Double($1) - m) })
-        return x.map { Double($0) - m - logSum }
+        let logNormalizer = x.withUnsafeBufferPointer { LogSoftmax($0).logNormalizer }
+        return x.map { Double($0) - logNormalizer }
     }
 
     static func cosine(_ x: [Float], _ y: [Float]) -> Double {

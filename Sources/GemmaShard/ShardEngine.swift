@@ -235,49 +235,12 @@ public final class ShardEngine: @unchecked Sendable {
                 if segment.wantLogprobs || segment.topLogprobs > 0 {
                     let logSoftmax = LogSoftmax(row)
                     if segment.wantLogprobs { sampled.logprob = logSoftmax.logprob(token) }
-                    sampled.topLogprobs = logSoftmax.top(segment.topLogprobs)
+                    sampled.topLogprobs = logSoftmax.top(segment.topLogprobs).map {
+                        TokenLogprob(token: Int32($0), logprob: logSoftmax.logprob($0))
+                    }
                 }
                 return sampled
             }
         }
-    }
-}
-
-/// log-softmax over one row of raw logits (no temperature or truncation: the model's own
-/// distribution, as vLLM and OpenAI report log-probabilities).
-struct LogSoftmax {
-    let logits: UnsafeBufferPointer<Float>
-    /// log of the sum of exp(logit), in Double.
-    let logNormalizer: Double
-
-    init(_ logits: UnsafeBufferPointer<Float>) {
-        self.logits = logits
-        var maximum = -Float.infinity
-        for value in logits { maximum = max(maximum, value) }
-        var sum = 0.0
-        let m = Double(maximum)
-        for value in logits { sum += exp(Double(value) - m) }
-        logNormalizer = m + log(sum)
-    }
-
-    func logprob(_ index: Int) -> Float {
-        Float(Double(logits[index]) - logNormalizer)
-    }
-
-    /// The `k` largest logits' tokens and log-probabilities, largest first (lower id first on ties).
-    func top(_ k: Int) -> [TokenLogprob] {
-        guard k > 0 else { return [] }
-        var best: [Int] = []
-        best.reserveCapacity(k + 1)
-        for index in 0 ..< logits.count {
-            let value = logits[index]
-            if best.count == k, value <= logits[best[k - 1]] { continue }
-            // Insert after every entry at least as large (ids ascend, so ties keep the lower id first).
-            var position = best.count
-            while position > 0 && logits[best[position - 1]] < value { position -= 1 }
-            best.insert(index, at: position)
-            if best.count > k { best.removeLast() }
-        }
-        return best.map { TokenLogprob(token: Int32($0), logprob: logprob($0)) }
     }
 }

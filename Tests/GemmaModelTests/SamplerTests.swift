@@ -1,4 +1,5 @@
 import GemmaModel
+import GemmaTestSupport
 import XCTest
 
 /// Sampling: greedy, temperature, top-k, top-p, and determinism by (seed, position).
@@ -63,7 +64,53 @@ final class SamplerTests: XCTestCase {
 
     func testLogProbability() {
         let two: [Float] = [0, logf(3)]
-        let lp = two.withUnsafeBufferPointer { Sampler.logProbability($0, index: 1) }
+        let lp = two.withUnsafeBufferPointer { LogSoftmax($0).logprob(1) }
         XCTAssertEqual(lp, logf(0.75), accuracy: 1e-6)
     }
+
+    /// The sampler's definition written out the slow way: rank every logit (larger first, lower
+    /// id first on ties), keep the top k, keep the smallest prefix holding top_p of their mass,
+    /// draw by inverse CDF down the ranking (or in id order when nothing was cut).
+    static func referenceSample(_ logits: [Float], _ p: SamplingParameters, position: Int) -> Int {
+        let ranked = logits.indices.sorted { logits[$0] != logits[$1] ? logits[$0] > logits[$1] : $0 < $1 }
+        let maximum = Double(logits[ranked[0]])
+        let weight = { (i: Int) in exp((Double(logits[i]) - maximum) / Double(p.temperature)) }
+        var kept = p.topK > 0 ? Array(ranked.prefix(p.topK)) : ranked
+        if p.topP < 1 {
+            let mass = kept.map(weight).reduce(0, +)
+            var cumulative = 0.0
+            if let cut = kept.firstIndex(where: { cumulative += weight($0); return cumulative / mass >= Double(p.topP) }) {
+                kept = Array(kept.prefix(cut + 1))
+            }
+        }
+        if kept.count == logits.count { kept = Array(logits.indices) }
+        let target = Sampler.uniform(seed: p.seed, position: position) * kept.map(weight).reduce(0, +)
+        var cumulative = 0.0
+        for i in kept {
+            cumulative += weight(i)
+            if target < cumulative { return i }
+        }
+        return kept.last!
+    }
+
+    func testLargeVocabularyMatchesTheDefinition() {
+        // 20,000 logits with many exact ties (values on a coarse grid), as a random model gives.
+        var generator = SplitMix64(seed: 5)
+        let logits = (0 ..< 20_000).map { _ in Float(Int.random(in: -300 ... 300, using: &generator)) / 100 }
+        let settings: [SamplingParameters] = [
+            .init(temperature: 0.8, seed: 1), .init(temperature: 0.3, topK: 7, seed: 2),
+            .init(temperature: 1, topK: 600, seed: 3), .init(temperature: 0.9, topP: 0.95, seed: 4),
+            .init(temperature: 0.1, topP: 0.5, seed: 5), .init(temperature: 2, topK: 3000, topP: 0.8, seed: 6),
+            .init(temperature: 0.05, topP: 0.999, seed: 7),
+        ]
+        logits.withUnsafeBufferPointer { buffer in
+            for p in settings {
+                for position in 0 ..< 40 {
+                    XCTAssertEqual(Sampler.sample(buffer, parameters: p, position: position),
+                                   Self.referenceSample(logits, p, position: position), "\(p) at \(position)")
+                }
+            }
+        }
+    }
 }
+

@@ -60,8 +60,8 @@ public struct PerplexityEvaluator: Sendable {
             for (row, position) in (first..<contextLength - 1).enumerated() {
                 let target = Int(tokens[chunk * contextLength + position + 1])
                 let logProbability = logits.storage.withUnsafeBufferPointer { buffer in
-                    Sampler.logProbability(UnsafeBufferPointer(rebasing: buffer[row * logits.columns..<(row + 1) * logits.columns]),
-                                           index: target)
+                    LogSoftmax(UnsafeBufferPointer(rebasing: buffer[row * logits.columns..<(row + 1) * logits.columns]))
+                        .logprob(target)
                 }
                 let nll = -Double(logProbability)
                 chunkSum += nll

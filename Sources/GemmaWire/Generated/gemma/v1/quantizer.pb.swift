@@ -82,7 +82,7 @@ public nonisolated struct Gemma_V1_SubmitJobRequest: Sendable {
   /// Chosen by the client (for example a UUID); names the job in every later call.
   public var jobID: String = String()
 
-  /// Checkpoint directory or safetensors file, relative to the models directory.
+  /// Hugging Face checkpoint directory (safetensors) or float GGUF file, relative to the models directory.
   public var inputPath: String = String()
 
   /// GGUF file to write, relative to the models directory.
