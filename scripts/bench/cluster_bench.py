@@ -129,6 +129,10 @@ def main():
                 for _ in range(args.rounds):
                     for s in (1, 2):
                         rounds[s].append(run_level(clusters[s].port, level, prompt, args.max_tokens))
+                        r = rounds[s][-1]
+                        print(f"cluster_bench: {level} streams, {s} stages: ttft {r['ttft_s'] * 1000:.0f} ms, "
+                              f"{r['per_stream_tps']:.2f} tokens/s per stream, {r['aggregate_tps']:.2f} aggregate",
+                              file=sys.stderr, flush=True)
                 for s in (1, 2):
                     row = {key: statistics.median(r[key] for r in rounds[s]) for key in rounds[s][0]}
                     row.update(model=os.path.basename(model.rstrip("/")), stages=s, streams=level)
