@@ -57,8 +57,14 @@ public final class GemmaTransformer: @unchecked Sendable {
         func matrix(_ name: String, _ outputs: Int, _ inputs: Int) throws -> LinearWeights {
             try weightLoader.load(source, name, outputs, inputs)
         }
-        let needsEmbedding = range.lowerBound == 0 || range.upperBound == config.layerCount
-        embedding = needsEmbedding ? try matrix("model.embed_tokens.weight", config.vocabularySize, hidden) : nil
+        let computesLogits = range.upperBound == config.layerCount
+        if computesLogits {
+            embedding = try matrix("model.embed_tokens.weight", config.vocabularySize, hidden)
+        } else if range.lowerBound == 0 {
+            embedding = try weightLoader.loadLookupTable(source, "model.embed_tokens.weight", config.vocabularySize, hidden)
+        } else {
+            embedding = nil
+        }
         finalNorm = range.upperBound == config.layerCount ? try norm("model.norm.weight") : nil
         self.layers = try range.map { i in
             let p = "model.layers.\(i)."

@@ -21,8 +21,9 @@ public struct QuantizedWeights: LinearWeights, @unchecked Sendable {
 
     /// `releaseSource`: `bytes` is a read-only mapping of a file, whose pages may be dropped
     /// from memory once packed (they are read back from the file if a row is looked up).
+    /// `pack: false` keeps the rows only where they lie (a table only looked up by row).
     public init(type: GGMLType, outputs: Int, inputs: Int, bytes: UnsafeRawPointer, owner: AnyObject,
-                releaseSource: Bool = false) {
+                releaseSource: Bool = false, pack: Bool = true) {
         precondition(type == .q8_0 || type == .q4_0, "QuantizedWeights holds Q8_0 or Q4_0")
         precondition(inputs % 32 == 0)
         self.type = type
@@ -31,7 +32,7 @@ public struct QuantizedWeights: LinearWeights, @unchecked Sendable {
         self.bytes = bytes
         self.owner = owner
         let packedBytes = Int(gemma_packed_bytes(Int32(type.rawValue), Int64(outputs), Int64(inputs)))
-        if gemma_kernels_use_avx2() != 0, packedBytes > 0 {
+        if pack, gemma_kernels_use_avx2() != 0, packedBytes > 0 {
             let buffer = PackedBuffer(byteCount: packedBytes)
             gemma_pack_quantized(Int32(type.rawValue), bytes, Int64(outputs), Int64(inputs), buffer.pointer)
             packed = buffer
