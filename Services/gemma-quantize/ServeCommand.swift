@@ -3,7 +3,6 @@ import Foundation
 import GemmaQuantizerService
 import GemmaWire
 import Logging
-import ServiceLifecycle
 
 /// `gemma-quantize serve`: the gemma.v1.Quantizer service over a models directory.
 struct ServeCommand: AsyncParsableCommand {
@@ -54,19 +53,11 @@ struct ServeCommand: AsyncParsableCommand {
         guard maxFinishedJobs >= 1 else { throw ValidationError("--max-finished-jobs must be at least 1") }
         guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
         guard shutdownGraceSeconds >= 0 else { throw ValidationError("--shutdown-grace-seconds cannot be negative") }
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
+        if let problem = ServiceRuntime.logLevelProblem(logLevel) { throw ValidationError(problem) }
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "gemma.quantizer")
+        let logger = ServiceRuntime.bootstrapLogging(levelName: logLevel, label: "gemma.quantizer")
 
         let models: ModelsDirectory
         do {
@@ -90,9 +81,7 @@ struct ServeCommand: AsyncParsableCommand {
         QuantizerService(runner: runner).register(on: server)
         try server.start()
 
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        try await ServiceRuntime.runUntilSignalled([server], logger: logger)
         logger.info("stopping jobs")
     }
 }

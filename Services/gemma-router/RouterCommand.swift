@@ -5,7 +5,6 @@ import GemmaRouter
 import GemmaWire
 import Hummingbird
 import Logging
-import ServiceLifecycle
 
 /// `gemma-router`: the OpenAI-compatible HTTP API over a pipeline of shard workers.
 @main
@@ -36,9 +35,7 @@ struct RouterCommand: AsyncParsableCommand {
     var logLevel = "info"
 
     func validate() throws {
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
+        if let problem = ServiceRuntime.logLevelProblem(logLevel) { throw ValidationError(problem) }
         if let http { _ = try Self.hostPort(http) }
     }
 
@@ -50,13 +47,7 @@ struct RouterCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "gemma.router")
+        let logger = ServiceRuntime.bootstrapLogging(levelName: logLevel, label: "gemma.router")
         var config: ClusterConfig
         do {
             config = try ClusterConfig.load(path: self.config)
@@ -97,9 +88,7 @@ struct RouterCommand: AsyncParsableCommand {
                                   configuration: .init(modelName: config.modelName, apiKey: config.apiKey), logger: logger)
         let app = router.application(host: host, port: port)
         logger.info("serving HTTP", metadata: ["address": "\(host):\(port)"])
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        try await ServiceRuntime.runUntilSignalled([app], logger: logger)
         await scheduler.stop()
         logger.info("stopped")
     }

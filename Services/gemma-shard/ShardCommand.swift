@@ -5,7 +5,6 @@ import GemmaShard
 import GemmaShardService
 import GemmaWire
 import Logging
-import ServiceLifecycle
 
 /// `gemma-shard`: serves gemma.v1.Shard for a range of a model's layers until SIGTERM/SIGINT.
 @main
@@ -78,9 +77,7 @@ struct ShardCommand: AsyncParsableCommand {
         guard maxConcurrentRequests > 0 else { throw ValidationError("--max-concurrent-requests must be positive") }
         guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
         guard shutdownGraceSeconds >= 0 else { throw ValidationError("--shutdown-grace-seconds cannot be negative") }
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
+        if let problem = ServiceRuntime.logLevelProblem(logLevel) { throw ValidationError(problem) }
     }
 
     /// "A-B" (B excluded) as a range.
@@ -146,13 +143,7 @@ struct ShardCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "gemma.shard")
+        let logger = ServiceRuntime.bootstrapLogging(levelName: logLevel, label: "gemma.shard")
 
         let settings = try settings()
         let range = try settings.layers.map { try Self.parseLayers($0.text, source: $0.source) }
@@ -191,8 +182,6 @@ struct ShardCommand: AsyncParsableCommand {
         service.register(on: server)
         try server.start()
 
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        try await ServiceRuntime.runUntilSignalled([server], logger: logger)
     }
 }

@@ -8,7 +8,6 @@ import GemmaTokenizer
 import GemmaTokenizerService
 import GemmaWire
 import Logging
-import ServiceLifecycle
 
 /// `gemma-tokenizer`: serves gemma.v1.Tokenizer for one tokenizer.model until SIGTERM/SIGINT.
 @main
@@ -59,19 +58,11 @@ struct TokenizerCommand: AsyncParsableCommand {
         guard maxConcurrentRequests > 0 else { throw ValidationError("--max-concurrent-requests must be positive") }
         guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
         guard shutdownGraceSeconds >= 0 else { throw ValidationError("--shutdown-grace-seconds cannot be negative") }
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
+        if let problem = ServiceRuntime.logLevelProblem(logLevel) { throw ValidationError(problem) }
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "gemma.tokenizer")
+        let logger = ServiceRuntime.bootstrapLogging(levelName: logLevel, label: "gemma.tokenizer")
 
         let (model, listen, place) = try settings()
         let service = try Self.service(model: model)
@@ -87,9 +78,7 @@ struct TokenizerCommand: AsyncParsableCommand {
         service.register(on: server)
         try server.start()
 
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        try await ServiceRuntime.runUntilSignalled([server], logger: logger)
     }
 
     /// The model, the listen URLs and (with a config) where in it the worker is: the flags,

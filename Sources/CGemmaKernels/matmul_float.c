@@ -5,6 +5,8 @@
 #include "gemma_kernels.h"
 #include "kernels_internal.h"
 
+#include <cblas.h>
+#include <pthread.h>
 #include <string.h>
 
 static inline float load_scalar(int type, const void *w, int64_t i) {
@@ -131,9 +133,39 @@ static void float_task(void *context, int task) {
     }
 }
 
+// f32 weights times many activation rows (a prompt): OpenBLAS's sgemm on each task's rows of
+// W, single-threaded inside our pool (no OpenBLAS threads spinning beside ours). It measures
+// 1.2-2x faster than the tiles from 64 rows on, and slower below 48 (BENCHMARKS.md, "Kernels").
+#define SGEMM_MIN_ROWS 64
+
+typedef struct {
+    const float *w, *x;
+    float *y;
+    int64_t rows, n, x_rows, y_stride, rows_per_task;
+} sgemm_job;
+
+static void sgemm_task(void *context, int task) {
+    const sgemm_job *job = context;
+    const int64_t r0 = task * job->rows_per_task;
+    const int64_t r1 = r0 + job->rows_per_task < job->rows ? r0 + job->rows_per_task : job->rows;
+    if (r0 >= r1) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)job->x_rows, (blasint)(r1 - r0), (blasint)job->n, 1.0f,
+                job->x, (blasint)job->n, job->w + r0 * job->n, (blasint)job->n, 0.0f, job->y + r0, (blasint)job->y_stride);
+}
+
+static pthread_once_t openblas_single_thread = PTHREAD_ONCE_INIT;
+static void set_openblas_single_thread(void) { openblas_set_num_threads(1); }
+
 void gemma_matmul_float(int w_type, const void *w, int64_t rows, int64_t n, const float *x, int64_t x_rows,
                         float *y, int64_t y_stride) {
     if (rows <= 0 || x_rows <= 0) return;
+    if (w_type == GEMMA_TYPE_F32 && x_rows >= SGEMM_MIN_ROWS && gemma_kernels_use_avx2()) {
+        pthread_once(&openblas_single_thread, set_openblas_single_thread);
+        const int64_t tasks = (int64_t)gemma_threads() * 2;
+        sgemm_job job = {w, x, y, rows, n, x_rows, y_stride, ((rows + tasks - 1) / tasks + 15) / 16 * 16};
+        gemma_parallel_for((int)((rows + job.rows_per_task - 1) / job.rows_per_task), sgemm_task, &job);
+        return;
+    }
     float_job job;
     job.type = w_type;
     job.w = w;

@@ -5,6 +5,7 @@ import GemmaShardService
 import GemmaTokenizerService
 import GemmaWire
 import Logging
+import GemmaServiceTestSupport
 import GemmaTestSupport
 import XCTest
 
@@ -14,58 +15,23 @@ import XCTest
 final class PipelineSchedulerTests: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let model = root.appendingPathComponent("Tests/Fixtures/models/tiny-mqa").path
-    static let counter = Counter()
 
-    static func quiet(_ label: String) -> Logger {
-        var logger = Logger(label: label)
-        logger.logLevel = .critical
-        return logger
-    }
+    static func quiet(_ label: String) -> Logger { InProcessService.quiet(label) }
 
-    /// A service on its own RPCServer.
-    final class Running: @unchecked Sendable {
-        let server: RPCServer
-        let task: Task<Void, Error>
-        let shard: ShardService?
-        var url: String { server.boundURLs[0] }
-
-        init(layers: Range<Int>? = nil, tokenizer: Bool = false) throws {
-            server = RPCServer(url: "inproc://scheduler-test-\(PipelineSchedulerTests.counter.next())",
-                               logger: PipelineSchedulerTests.quiet("server"))
-            if tokenizer {
-                try TokenizerService(contentsOf: PipelineSchedulerTests.model + "/tokenizer.model").register(on: server)
-                shard = nil
-            } else {
-                let engine = try ShardEngine(modelPath: PipelineSchedulerTests.model, layers: layers, configuration: .init(kvCacheBytes: 64 << 20))
-                shard = ShardService(engine: engine, logger: PipelineSchedulerTests.quiet("shard"))
-                shard!.register(on: server)
-            }
-            try server.start()
-            let server = self.server
-            task = Task { try await server.run() }
-        }
-
-        func stop() async {
-            task.cancel()
-            _ = await task.result
-            shard?.shutdown()
-        }
-    }
-
-    var services: [Running] = []
+    var services: [InProcessService] = []
 
     override func tearDown() async throws {
         for service in services { await service.stop() }
         services = []
     }
 
-    func start(_ running: Running) -> Running {
+    func start(_ running: InProcessService) -> InProcessService {
         services.append(running)
         return running
     }
 
     /// A scheduler over stages made of `replicas[i]` services each.
-    func scheduler(stages: [(String, [Running])], tokenizer: Running, recoverySeconds: Double = 20,
+    func scheduler(stages: [(String, [InProcessService])], tokenizer: InProcessService, recoverySeconds: Double = 20,
                    kvPositionCapacity: Int? = nil, maxWaitingRequests: Int = 64) throws -> PipelineScheduler {
         var config = ClusterConfig(modelName: "tiny", tokenizer: [tokenizer.url],
                                    stages: stages.map { .init(layers: $0.0, replicas: $0.1.map(\.url)) }, http: "127.0.0.1:0")
@@ -109,9 +75,9 @@ final class PipelineSchedulerTests: XCTestCase {
     }
 
     func testConcurrentCompletionsGiveTransformersGreedyText() async throws {
-        let tokenizer = start(try Running(tokenizer: true))
-        let scheduler = try scheduler(stages: [("0-1", [start(try Running(layers: 0..<1))]),
-                                               ("1-3", [start(try Running(layers: 1..<3))])], tokenizer: tokenizer)
+        let tokenizer = start(try InProcessService(model: Self.model, tokenizer: true))
+        let scheduler = try scheduler(stages: [("0-1", [start(try InProcessService(model: Self.model, layers: 0..<1))]),
+                                               ("1-3", [start(try InProcessService(model: Self.model, layers: 1..<3))])], tokenizer: tokenizer)
         await scheduler.start()
         let prompts = try reference()
         let completions = try await withThrowingTaskGroup(of: (Int, Completion).self) { group in
@@ -131,8 +97,8 @@ final class PipelineSchedulerTests: XCTestCase {
     }
 
     func testAdmissionWaitsForKVCapacityAndRefusesPastTheQueue() async throws {
-        let tokenizer = start(try Running(tokenizer: true))
-        let stage0 = start(try Running(layers: 0..<1)), stage1 = start(try Running(layers: 1..<3))
+        let tokenizer = start(try InProcessService(model: Self.model, tokenizer: true))
+        let stage0 = start(try InProcessService(model: Self.model, layers: 0..<1)), stage1 = start(try InProcessService(model: Self.model, layers: 1..<3))
         let prompt = try reference()[0]
         let reservation = prompt.prompt.count + 24
         // Room for one sequence's reservation and a half; one may wait.
@@ -174,9 +140,9 @@ final class PipelineSchedulerTests: XCTestCase {
     }
 
     func testFailoverToAReplicaGivesTheSameText() async throws {
-        let tokenizer = start(try Running(tokenizer: true))
-        let first = start(try Running(layers: 0..<1))
-        let replicaA = start(try Running(layers: 1..<3)), replicaB = start(try Running(layers: 1..<3))
+        let tokenizer = start(try InProcessService(model: Self.model, tokenizer: true))
+        let first = start(try InProcessService(model: Self.model, layers: 0..<1))
+        let replicaA = start(try InProcessService(model: Self.model, layers: 1..<3)), replicaB = start(try InProcessService(model: Self.model, layers: 1..<3))
         let scheduler = try scheduler(stages: [("0-1", [first]), ("1-3", [replicaA, replicaB])], tokenizer: tokenizer)
         await scheduler.start()
         let prompt = try reference()[2]
@@ -194,9 +160,9 @@ final class PipelineSchedulerTests: XCTestCase {
     }
 
     func testPastTheRecoveryBoundTheClientGetsAnError() async throws {
-        let tokenizer = start(try Running(tokenizer: true))
-        let last = start(try Running(layers: 1..<3))
-        let scheduler = try scheduler(stages: [("0-1", [start(try Running(layers: 0..<1))]), ("1-3", [last])],
+        let tokenizer = start(try InProcessService(model: Self.model, tokenizer: true))
+        let last = start(try InProcessService(model: Self.model, layers: 1..<3))
+        let scheduler = try scheduler(stages: [("0-1", [start(try InProcessService(model: Self.model, layers: 0..<1))]), ("1-3", [last])],
                                       tokenizer: tokenizer, recoverySeconds: 1)
         await scheduler.start()
         let stream = try await scheduler.submit(ClusterGenerationRequest(prompt: try reference()[1].prompt, maxTokens: 200))
@@ -217,8 +183,8 @@ final class PipelineSchedulerTests: XCTestCase {
     }
 
     func testCancelledCompletionIsReleasedOnEveryStage() async throws {
-        let tokenizer = start(try Running(tokenizer: true))
-        let stage0 = start(try Running(layers: 0..<1)), stage1 = start(try Running(layers: 1..<3))
+        let tokenizer = start(try InProcessService(model: Self.model, tokenizer: true))
+        let stage0 = start(try InProcessService(model: Self.model, layers: 0..<1)), stage1 = start(try InProcessService(model: Self.model, layers: 1..<3))
         let scheduler = try scheduler(stages: [("0-1", [stage0]), ("1-3", [stage1])], tokenizer: tokenizer)
         await scheduler.start()
         // The client reads a first delta, then its task is cancelled (it went away).

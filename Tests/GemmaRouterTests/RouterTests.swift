@@ -4,6 +4,7 @@ import GemmaCluster
 import GemmaShard
 import GemmaShardService
 import GemmaTokenizerService
+import GemmaServiceTestSupport
 import GemmaWire
 import Hummingbird
 import HummingbirdTesting
@@ -15,50 +16,13 @@ import XCTest
 class RouterTestCase: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let model = root.appendingPathComponent("Tests/Fixtures/models/tiny-mqa").path
-    static let counter = RouterTestCounter()
 
-    static func quiet(_ label: String) -> Logger {
-        var logger = Logger(label: label)
-        logger.logLevel = .critical
-        return logger
-    }
+    static func quiet(_ label: String) -> Logger { InProcessService.quiet(label) }
 
-    /// A service on its own RPCServer.
-    final class Running: @unchecked Sendable {
-        let server: RPCServer
-        let task: Task<Void, Error>
-        let shard: ShardService?
-        var url: String { server.boundURLs[0] }
-
-        init(layers: Range<Int>? = nil, tokenizer: Bool = false) throws {
-            server = RPCServer(url: "inproc://router-test-\(RouterTestCase.counter.next())", logger: RouterTestCase.quiet("server"))
-            if tokenizer {
-                try TokenizerService(contentsOf: RouterTestCase.model + "/tokenizer.model").register(on: server)
-                shard = nil
-            } else {
-                let engine = try ShardEngine(modelPath: RouterTestCase.model, layers: layers, configuration: .init(kvCacheBytes: 64 << 20))
-                shard = ShardService(engine: engine, logger: RouterTestCase.quiet("shard"))
-                shard!.register(on: server)
-            }
-            try server.start()
-            let server = self.server
-            task = Task { try await server.run() }
-        }
-
-        var stopped = false
-        func stop() async {
-            guard !stopped else { return }
-            stopped = true
-            task.cancel()
-            _ = await task.result
-            shard?.shutdown()
-        }
-    }
-
-    var services: [Running] = []
+    var services: [InProcessService] = []
     var schedulers: [PipelineScheduler] = []
-    var stage0: Running!
-    var stage1: Running!
+    var stage0: InProcessService!
+    var stage1: InProcessService!
 
     override func tearDown() async throws {
         for scheduler in schedulers { await scheduler.stop() }
@@ -70,9 +34,9 @@ class RouterTestCase: XCTestCase {
     /// A router over tokenizer + stages 0-1 and 1-3 of tiny-mqa.
     func makeRouter(apiKey: String? = nil, contextLength: Int = 256, maxWaiting: Int = 64, maxBatch: Int = 16,
                     recoverySeconds: Double = 20) throws -> OpenAIRouter {
-        let tokenizer = try Running(tokenizer: true)
-        stage0 = try Running(layers: 0..<1)
-        stage1 = try Running(layers: 1..<3)
+        let tokenizer = try InProcessService(model: Self.model, tokenizer: true)
+        stage0 = try InProcessService(model: Self.model, layers: 0..<1)
+        stage1 = try InProcessService(model: Self.model, layers: 1..<3)
         services += [tokenizer, stage0, stage1]
         var config = ClusterConfig(modelName: "tiny", tokenizer: [tokenizer.url],
                                    stages: [.init(layers: "0-1", replicas: [stage0.url]), .init(layers: "1-3", replicas: [stage1.url])],
@@ -479,17 +443,5 @@ final class RawSocket {
         #else
         _ = Darwin.close(fd)
         #endif
-    }
-}
-
-final class RouterTestCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-
-    func next() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        value += 1
-        return value
     }
 }

@@ -1,7 +1,7 @@
 // Times one CGemmaKernels matrix product against the portable path, for kernel work:
 //
 //   cc -O3 -ISources/CGemmaKernels/include scripts/bench/kernel_bench.c Sources/CGemmaKernels/*.c \
-//      -o /tmp/kernel_bench -lpthread -lm
+//      -o /tmp/kernel_bench -lopenblas -lpthread -lm
 //   CPUTIME=1 NOREF=1 /tmp/kernel_bench TYPE ROWS N XROWS THREADS [REPS]
 //
 // TYPE is the ggml type number (8 Q8_0, 2 Q4_0, 0 f32, 30 bf16). Prints the largest relative
@@ -15,6 +15,7 @@
 #include <string.h>
 #include <math.h>
 #include <time.h>
+#include <sys/mman.h>
 static double now(){struct timespec t;clock_gettime(getenv("CPUTIME")?CLOCK_THREAD_CPUTIME_ID:CLOCK_MONOTONIC,&t);return t.tv_sec+t.tv_nsec*1e-9;}
 static float frand(unsigned *s){*s=*s*1664525u+1013904223u;return ((*s>>8)/(float)(1<<24))*2-1;}
 int main(int argc,char**argv){
@@ -32,7 +33,7 @@ int main(int argc,char**argv){
   }
   float *x=malloc(sizeof(float)*xr*n); for(int64_t i=0;i<xr*n;i++) x[i]=frand(&s);
   float *y=malloc(sizeof(float)*xr*rows), *yr=malloc(sizeof(float)*xr*rows);
-  void *packed=NULL; if(type==8||type==2){ packed=aligned_alloc(64,(gemma_packed_bytes(type,rows,n)+63)/64*64+64); gemma_pack_quantized(type,w,rows,n,packed);}
+  void *packed=NULL; if(type==8||type==2){ size_t pbytes=(gemma_packed_bytes(type,rows,n)+(2<<20)-1)/(2<<20)*(2<<20); packed=aligned_alloc(2<<20,pbytes); madvise(packed,pbytes,MADV_HUGEPAGE); gemma_pack_quantized(type,w,rows,n,packed);}
   #define mm(t,w,r,n,x,xr,y,st) ((t==8||t==2)? gemma_matmul_quantized_f32(t,w,getenv("NOPACK")?NULL:packed,r,n,x,xr,y,st) : gemma_matmul_float(t,w,r,n,x,xr,y,st))
   if(!getenv("NOREF")){ gemma_kernels_set_avx2(0); mm(type,w,rows,n,x,xr,yr,rows);} else memcpy(yr,y,0);
   gemma_kernels_set_avx2(1); mm(type,w,rows,n,x,xr,y,rows);

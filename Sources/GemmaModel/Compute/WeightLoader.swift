@@ -14,7 +14,7 @@ public struct WeightLoader: Sendable {
         self.loadLookupTable = loadLookupTable ?? load
     }
 
-    /// Every matrix converted to f32 and multiplied with OpenBLAS.
+    /// Every matrix converted to f32 (the f32 kernels; OpenBLAS sgemm for 64 rows and more).
     public static let float32 = WeightLoader { source, name, outputs, inputs in
         Float32Weights(outputs: outputs, inputs: inputs,
                        values: try source.loadFloat32(name, shape: [outputs, inputs]))

@@ -1,5 +1,4 @@
 import CGemmaKernels
-import COpenBLAS
 import Dispatch
 import Foundation
 
@@ -46,10 +45,9 @@ public struct EngineBenchmark {
         self.model = model
     }
 
-    /// Sets the threads of every kernel (OpenBLAS and ours).
+    /// Sets the threads of every kernel (OpenBLAS runs single-threaded inside our pool).
     public static func setThreads(_ threads: Int) {
         QuantizedWeights.threadCount = threads
-        openblas_set_num_threads(1)
     }
 
     func randomTokens(_ count: Int, seed: UInt64) -> [Int32] {
@@ -126,11 +124,13 @@ public struct EngineBenchmark {
     }
 
     /// Read bandwidth over a 1 GiB buffer with every kernel thread (the kernels' own pool),
-    /// best of 8 passes.
+    /// best of 8 passes. The buffer is allocated as the packed weights are (huge pages where
+    /// the kernel allows), so the probe reads memory at least as well as decoding can.
     public static func measureBandwidth(threads: Int) -> Double {
         let bytes = 1 << 30
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 4096)
-        defer { buffer.deallocate() }
+        let memory = PackedBuffer(byteCount: bytes)
+        let buffer = memory.pointer
+        defer { withExtendedLifetime(memory) {} }
         memset(buffer, 1, bytes)
         var best = 0.0
         for _ in 0..<8 {
