@@ -21,11 +21,12 @@
 // then 8 f16 scales.
 #define PACKED_Q8_0_BYTES 272
 #define PACKED_Q4_0_BYTES 144
-// Single-row (decode) kernels prefetch the packed weights this far ahead, non-temporally (each
-// weight is read once a step; the activations stay cached): the hardware prefetchers stop at
-// every 4 KB boundary, and decode is bound by how fast weights stream in (BENCHMARKS.md,
-// "Kernels": Q4_0 on a 131072 x 2048 matrix from about 21 to 25-30 GB/s with 2 threads, and a
-// whole Q4_0 decode step's products about 6% faster with NTA than with T0 hints).
+// Single-row (decode) kernels prefetch the packed weights this far ahead: the hardware
+// prefetchers stop at every 4 KB boundary, and decode is bound by how fast weights stream in
+// (BENCHMARKS.md, "Kernels": Q4_0 on a 131072 x 2048 matrix from about 21 to 25-30 GB/s with 2
+// threads). Q4_0 prefetches non-temporally (each weight is read once a step; its whole step's
+// products measured about 6% faster, and its decode reached 86% of the probe that way); Q8_0
+// into every level (non-temporal measured no better alone and worse in the side-by-side run).
 #ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 2048
 #endif
@@ -254,7 +255,7 @@ AVX2 static void direct_avx2(int type, const uint8_t *w, size_t w_row_bytes, int
         for (int64_t k = 0; k < count; k++, blk += PACKED_Q8_0_BYTES) {                                   \
             const int64_t b = b0 + k;                                                                     \
             if (RN == 1) {                                                                                \
-                for (int l = 0; l < 5; l++) _mm_prefetch((const char *)blk + PREFETCH_BYTES + 64 * l, _MM_HINT_NTA); \
+                for (int l = 0; l < 5; l++) _mm_prefetch((const char *)blk + PREFETCH_BYTES + 64 * l, _MM_HINT_T0); \
             }                                                                                             \
             __m256i s[RN];                                                                                \
             const int32_t *xq[RN];                                                                        \

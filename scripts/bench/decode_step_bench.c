@@ -5,6 +5,7 @@
 //   cc -O3 -ISources/CGemmaKernels/include scripts/bench/decode_step_bench.c Sources/CGemmaKernels/*.c \
 //      -o /tmp/decode_step_bench -lopenblas -lpthread -lm
 //   /tmp/decode_step_bench TYPE       # 2 (Q4_0) or 8 (Q8_0); about 1.5 or 2.7 GB of memory
+//   /tmp/decode_step_bench probe      # `gemma bench`'s bandwidth probe on 4 KB and on huge pages
 //
 // Prints each kind of product's time and read rate in the best of 6 steps, and the step's.
 
@@ -17,7 +18,16 @@
 static double now(){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec+t.tv_nsec*1e-9;}
 typedef struct { int64_t rows, n; void *w; void *packed; } mat;
 static void *huge(size_t b){ b=(b+(2<<20)-1)/(2<<20)*(2<<20); void*p=aligned_alloc(2<<20,b); madvise(p,b,MADV_HUGEPAGE); memset(p,0x11,b); return p;}
+static void probe(void){
+  size_t bytes=1ul<<30;
+  for(int round=0;round<2;round++) for(int huge=0;huge<2;huge++){
+    char *b=aligned_alloc(2<<20,bytes); madvise(b,bytes,huge?MADV_HUGEPAGE:MADV_NOHUGEPAGE); memset(b,1,bytes);
+    double best=1e9; for(int i=0;i<8;i++){double t=now(); gemma_read_memory_parallel(b,bytes,2); t=now()-t; if(t<best)best=t;}
+    printf("probe, %s pages: %.2f GB/s\n",huge?"huge":"4 KB",bytes/best/1e9); free(b);
+  }
+}
 int main(int argc,char**argv){
+  if(argc>1&&!strcmp(argv[1],"probe")){ gemma_set_threads(2); probe(); return 0; }
   int type=atoi(argv[1]); int layers=18; gemma_set_threads(2);
   int64_t shapes[7][2]={{2048,2048},{256,2048},{256,2048},{2048,2048},{16384,2048},{16384,2048},{2048,16384}};
   size_t bpb = type==8?34:18;
