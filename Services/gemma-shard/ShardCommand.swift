@@ -124,14 +124,9 @@ struct ShardCommand: AsyncParsableCommand {
         let assignment: WorkerAssignment
         do {
             assignment = try ClusterConfig.load(path: config).shardAssignment(stage: stage, replica: replica ?? 0, path: config)
+            settings.model = try assignment.model(overriddenBy: model, path: config)
         } catch {
             throw ValidationError("\(error)")
-        }
-        if model == nil {
-            guard let configured = assignment.model, !configured.isEmpty else {
-                throw ValidationError("\(config): 'model' is missing: set it to the checkpoint directory or GGUF file, or pass --model")
-            }
-            settings.model = configured
         }
         if layers == nil, let configured = assignment.layers { settings.layers = (configured, "\(config): stages[\(stage)].layers") }
         if listen.isEmpty { settings.listen = [assignment.listen] }

@@ -86,13 +86,12 @@ struct TokenizerCommand: AsyncParsableCommand {
     func settings() throws -> (model: String, listen: [String], place: String?) {
         guard let config else { return (model ?? "", listen, nil) }
         let assignment: WorkerAssignment
+        let model: String
         do {
             assignment = try ClusterConfig.load(path: config).tokenizerAssignment(replica: replica ?? 0, path: config)
+            model = try assignment.model(overriddenBy: self.model, path: config)
         } catch {
             throw ValidationError("\(error)")
-        }
-        guard let model = model ?? assignment.model, !model.isEmpty else {
-            throw ValidationError("\(config): 'model' is missing: set it to the checkpoint directory or GGUF file, or pass --model")
         }
         return (model, listen.isEmpty ? [assignment.listen] : listen, "\(config) \(assignment.field)")
     }

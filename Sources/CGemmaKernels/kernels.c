@@ -6,9 +6,7 @@
 #include <string.h>
 
 typedef struct { uint16_t d; int8_t qs[GEMMA_QK]; } block_q8_0;
-typedef struct { uint16_t d; uint8_t qs[GEMMA_QK / 2]; } block_q4_0;
 _Static_assert(sizeof(block_q8_0) == GEMMA_Q8_0_BYTES, "Q8_0 block size");
-_Static_assert(sizeof(block_q4_0) == GEMMA_Q4_0_BYTES, "Q4_0 block size");
 
 // ---------------------------------------------------------------------------------------------
 // Half precision, portable.
@@ -86,79 +84,10 @@ static void quantize_row_q8_0_split_c(const float *x, int8_t *q, float *d, int32
     }
 }
 
-static float dot_q8_0_q8_0_c(int64_t n, const void *vw, const void *vx) {
-    const block_q8_0 *w = vw, *x = vx;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / GEMMA_QK; i++) {
-        int s = 0;
-        for (int j = 0; j < GEMMA_QK; j++) s += w[i].qs[j] * x[i].qs[j];
-        sum += (float)s * gemma_fp16_to_fp32(w[i].d) * gemma_fp16_to_fp32(x[i].d);
-    }
-    return sum;
-}
-
-static float dot_q4_0_q8_0_c(int64_t n, const void *vw, const void *vx) {
-    const block_q4_0 *w = vw;
-    const block_q8_0 *x = vx;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / GEMMA_QK; i++) {
-        int s = 0;
-        for (int j = 0; j < GEMMA_QK / 2; j++) {
-            s += ((w[i].qs[j] & 0x0F) - 8) * x[i].qs[j];
-            s += ((w[i].qs[j] >> 4) - 8) * x[i].qs[j + GEMMA_QK / 2];
-        }
-        sum += (float)s * gemma_fp16_to_fp32(w[i].d) * gemma_fp16_to_fp32(x[i].d);
-    }
-    return sum;
-}
-
 // ---------------------------------------------------------------------------------------------
 // AVX2 kernels (after ggml's ggml-cpu/arch/x86/quants.c).
 
 #ifdef GEMMA_X86
-
-// Signed int8 x int8 products of 32 pairs, summed in groups of four, as 8 floats.
-AVX2 static inline __m256 mul_sum_i8_pairs_float(const __m256i x, const __m256i y) {
-    const __m256i ax = _mm256_sign_epi8(x, x);
-    const __m256i sy = _mm256_sign_epi8(y, x);
-    const __m256i dot = _mm256_maddubs_epi16(ax, sy);
-    const __m256i summed = _mm256_madd_epi16(dot, _mm256_set1_epi16(1));
-    return _mm256_cvtepi32_ps(summed);
-}
-
-AVX2 static inline __m256i bytes_from_nibbles_32(const uint8_t *rsi) {
-    const __m128i tmp = _mm_loadu_si128((const __m128i *)rsi);
-    const __m256i bytes = _mm256_set_m128i(_mm_srli_epi16(tmp, 4), tmp);
-    return _mm256_and_si256(_mm256_set1_epi8(0x0F), bytes);
-}
-
-AVX2 static inline float fp16_avx(uint16_t h) { return _cvtsh_ss(h); }
-
-AVX2 static float dot_q8_0_q8_0_avx2(int64_t n, const void *vw, const void *vx) {
-    const block_q8_0 *w = vw, *x = vx;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / GEMMA_QK; i++) {
-        const __m256 d = _mm256_set1_ps(fp16_avx(w[i].d) * fp16_avx(x[i].d));
-        const __m256i qw = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(qw, qx), acc);
-    }
-    return hsum_float_8(acc);
-}
-
-AVX2 static float dot_q4_0_q8_0_avx2(int64_t n, const void *vw, const void *vx) {
-    const block_q4_0 *w = vw;
-    const block_q8_0 *x = vx;
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i eight = _mm256_set1_epi8(8);
-    for (int64_t i = 0; i < n / GEMMA_QK; i++) {
-        const __m256 d = _mm256_set1_ps(fp16_avx(w[i].d) * fp16_avx(x[i].d));
-        const __m256i qw = _mm256_sub_epi8(bytes_from_nibbles_32(w[i].qs), eight);
-        const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(qw, qx), acc);
-    }
-    return hsum_float_8(acc);
-}
 
 AVX2 static void quantize_row_q8_0_avx2(const float *x, void *vy, int64_t n) {
     block_q8_0 *y = vy;
@@ -337,18 +266,4 @@ void gemma_quantize_row_q8_0(const float *x, void *y, int64_t n) {
     if (gemma_kernels_use_avx2()) { quantize_row_q8_0_avx2(x, y, n); return; }
 #endif
     quantize_row_q8_0_c(x, y, n);
-}
-
-float gemma_dot_q8_0_q8_0(int64_t n, const void *w, const void *x) {
-#ifdef GEMMA_X86
-    if (gemma_kernels_use_avx2()) return dot_q8_0_q8_0_avx2(n, w, x);
-#endif
-    return dot_q8_0_q8_0_c(n, w, x);
-}
-
-float gemma_dot_q4_0_q8_0(int64_t n, const void *w, const void *x) {
-#ifdef GEMMA_X86
-    if (gemma_kernels_use_avx2()) return dot_q4_0_q8_0_avx2(n, w, x);
-#endif
-    return dot_q4_0_q8_0_c(n, w, x);
 }

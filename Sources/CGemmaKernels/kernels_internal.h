@@ -20,6 +20,14 @@ AVX2 static inline float hsum_float_8(const __m256 x) {
 AVX2 __m256 gemma_exp8(__m256 x);
 #endif
 
+/// The rows [*r0, *r1) of task `task` when tasks take `per_task` of `rows` rows each; 0 when
+/// the task has none.
+static inline int gemma_task_rows(int task, int64_t per_task, int64_t rows, int64_t *r0, int64_t *r1) {
+    *r0 = task * per_task;
+    *r1 = *r0 + per_task < rows ? *r0 + per_task : rows;
+    return *r0 < *r1;
+}
+
 /// Quantizes one row of `n` floats to Q8_0 with quants, f32 scales and 8 x each block's sum of
 /// quants in separate arrays (the layout the matrix kernels read).
 void gemma_quantize_row_q8_0_split(const float *x, int8_t *q, float *d, int32_t *sum8, int64_t n);

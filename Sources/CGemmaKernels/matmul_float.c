@@ -117,9 +117,8 @@ typedef struct {
 
 static void float_task(void *context, int task) {
     const float_job *job = context;
-    const int64_t r0 = task * job->rows_per_task;
-    const int64_t r1 = r0 + job->rows_per_task < job->rows ? r0 + job->rows_per_task : job->rows;
-    if (r0 >= r1) return;
+    int64_t r0, r1;
+    if (!gemma_task_rows(task, job->rows_per_task, job->rows, &r0, &r1)) return;
     for (int64_t t = 0; t < job->x_rows; t++) memset(job->y + t * job->y_stride + r0, 0, sizeof(float) * (size_t)(r1 - r0));
     for (int64_t k0 = 0; k0 < job->n; k0 += job->span) {
         const int64_t k1 = k0 + job->span < job->n ? k0 + job->span : job->n;
@@ -146,9 +145,8 @@ typedef struct {
 
 static void sgemm_task(void *context, int task) {
     const sgemm_job *job = context;
-    const int64_t r0 = task * job->rows_per_task;
-    const int64_t r1 = r0 + job->rows_per_task < job->rows ? r0 + job->rows_per_task : job->rows;
-    if (r0 >= r1) return;
+    int64_t r0, r1;
+    if (!gemma_task_rows(task, job->rows_per_task, job->rows, &r0, &r1)) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)job->x_rows, (blasint)(r1 - r0), (blasint)job->n, 1.0f,
                 job->x, (blasint)job->n, job->w + r0 * job->n, (blasint)job->n, 0.0f, job->y + r0, (blasint)job->y_stride);
 }

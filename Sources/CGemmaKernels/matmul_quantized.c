@@ -30,6 +30,9 @@
 #ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 2048
 #endif
+// The `lines` cache lines of a block, PREFETCH_BYTES ahead of `blk`.
+#define PREFETCH_AHEAD(blk, lines, hint)                                                               \
+    for (int line_ = 0; line_ < (lines); line_++) _mm_prefetch((const char *)(blk) + PREFETCH_BYTES + 64 * line_, hint)
 
 // ---------------------------------------------------------------------------------------------
 // Activations: Q8_0 quants (32 bytes per block, aligned), f32 scales, and 8 x the block's sum
@@ -254,9 +257,7 @@ AVX2 static void direct_avx2(int type, const uint8_t *w, size_t w_row_bytes, int
         const __m256i ones = _mm256_set1_epi16(1);                                                        \
         for (int64_t k = 0; k < count; k++, blk += PACKED_Q8_0_BYTES) {                                   \
             const int64_t b = b0 + k;                                                                     \
-            if (RN == 1) {                                                                                \
-                for (int l = 0; l < 5; l++) _mm_prefetch((const char *)blk + PREFETCH_BYTES + 64 * l, _MM_HINT_T0); \
-            }                                                                                             \
+            if (RN == 1) PREFETCH_AHEAD(blk, 5, _MM_HINT_T0);                                            \
             __m256i s[RN];                                                                                \
             const int32_t *xq[RN];                                                                        \
             for (int j = 0; j < RN; j++) {                                                                \
@@ -293,11 +294,7 @@ AVX2 static void direct_avx2(int type, const uint8_t *w, size_t w_row_bytes, int
         const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(0x0F);                          \
         for (int64_t k = 0; k < count; k++, blk += PACKED_Q4_0_BYTES) {                                   \
             const int64_t b = b0 + k;                                                                     \
-            if (RN == 1) {                                                                                \
-                _mm_prefetch((const char *)blk + PREFETCH_BYTES, _MM_HINT_NTA);                            \
-                _mm_prefetch((const char *)blk + PREFETCH_BYTES + 64, _MM_HINT_NTA);                       \
-                _mm_prefetch((const char *)blk + PREFETCH_BYTES + 128, _MM_HINT_NTA);                      \
-            }                                                                                             \
+            if (RN == 1) PREFETCH_AHEAD(blk, 3, _MM_HINT_NTA);                                           \
             __m256i s[RN];                                                                                \
             const int32_t *xq[RN];                                                                        \
             for (int j = 0; j < RN; j++) {                                                                \
@@ -394,9 +391,8 @@ typedef struct {
 static void matmul_task(void *context, int task) {
     const matmul_job *job = context;
     const activations_t *a = job->a;
-    const int64_t r0 = task * job->rows_per_task;
-    const int64_t r1 = r0 + job->rows_per_task < job->rows ? r0 + job->rows_per_task : job->rows;
-    if (r0 >= r1) return;
+    int64_t r0, r1;
+    if (!gemma_task_rows(task, job->rows_per_task, job->rows, &r0, &r1)) return;
     for (int64_t t = 0; t < a->rows; t++) memset(job->y + t * job->y_stride + r0, 0, sizeof(float) * (size_t)(r1 - r0));
     for (int64_t b0 = 0; b0 < a->blocks; b0 += job->span) {
         const int64_t b1 = b0 + job->span < a->blocks ? b0 + job->span : a->blocks;

@@ -23,6 +23,15 @@ public struct WorkerAssignment: Sendable, Equatable {
         self.kvCacheBytes = kvCacheBytes
         self.field = field
     }
+
+    /// The model the worker loads: `flag` (its `--model`) when given, else the config's.
+    /// - Throws: `ClusterConfigError` naming the config file when neither names one.
+    public func model(overriddenBy flag: String?, path: String) throws -> String {
+        guard let model = flag ?? model, !model.isEmpty else {
+            throw ClusterConfigError(path: path, problem: "'model' is missing: set it to the checkpoint directory or GGUF file, or pass --model")
+        }
+        return model
+    }
 }
 
 extension ClusterConfig {

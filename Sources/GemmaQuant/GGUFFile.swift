@@ -233,11 +233,8 @@ public final class GGUFFile: @unchecked Sendable {
         }
     }
 
-    /// Where `tensor`'s bytes start in the file at `path`, for readers that would rather `pread`
-    /// them than fault them in through the mapping; nil when this object holds an in-memory copy.
-    public func fileOffset(of tensor: GGUFTensorInfo) throws(GGUFError) -> Int? {
-        storage.mapped ? try range(of: tensor).lowerBound : nil
-    }
+    /// The bytes are a read-only mapping of the file at `path` (not an in-memory copy).
+    public var isMapped: Bool { storage.mapped }
 
     /// The address and length of `tensor`'s bytes in the mapping, for compute kernels that keep
     /// pointers. The memory is read-only and stays valid exactly as long as this `GGUFFile`

@@ -22,11 +22,6 @@ void gemma_kernels_set_avx2(int enabled);
 /// Quantizes `n` floats (n a multiple of 32) to Q8_0 blocks, as ggml quantizes activations.
 void gemma_quantize_row_q8_0(const float *x, void *y, int64_t n);
 
-/// Dot product of `n` elements: Q8_0 weights with Q8_0 activations.
-float gemma_dot_q8_0_q8_0(int64_t n, const void *w, const void *x);
-/// Dot product of `n` elements: Q4_0 weights with Q8_0 activations.
-float gemma_dot_q4_0_q8_0(int64_t n, const void *w, const void *x);
-
 /// ggml type numbers of the weights the matrix kernels take.
 #define GEMMA_TYPE_F32 0
 #define GEMMA_TYPE_F16 1

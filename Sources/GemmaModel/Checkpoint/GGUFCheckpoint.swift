@@ -69,8 +69,8 @@ public final class GGUFCheckpoint: TensorSource, @unchecked Sendable {
 
     public func rawTensor(_ name: String, shape: [Int]) throws -> RawTensor {
         let info = try info(name, shape: shape)
-        let location = try file.fileOffset(of: info).map { FileLocation(path: file.path, offset: $0) }
-        return RawTensor(type: info.type, shape: shape, bytes: try file.unsafeBytes(of: info), owner: file, location: location)
+        return RawTensor(type: info.type, shape: shape, bytes: try file.unsafeBytes(of: info), owner: file,
+                         isFileMapping: file.isMapped)
     }
 
     public func loadFloat32(_ name: String, shape: [Int]) throws -> [Float] {

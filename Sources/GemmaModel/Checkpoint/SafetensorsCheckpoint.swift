@@ -8,27 +8,16 @@ public struct RawTensor: @unchecked Sendable {
     public let shape: [Int]
     public let bytes: UnsafeRawBufferPointer
     public let owner: AnyObject
-    /// The file and byte offset the tensor's bytes are stored at, when they come from a file
-    /// (streaming readers `pread` them instead of faulting in the mapping).
-    public let location: FileLocation?
+    /// The bytes are a read-only mapping of a file, so pages that were read can be dropped
+    /// from memory and are read again from the file when touched.
+    public let isFileMapping: Bool
 
-    public init(type: GGMLType, shape: [Int], bytes: UnsafeRawBufferPointer, owner: AnyObject, location: FileLocation? = nil) {
+    public init(type: GGMLType, shape: [Int], bytes: UnsafeRawBufferPointer, owner: AnyObject, isFileMapping: Bool = false) {
         self.type = type
         self.shape = shape
         self.bytes = bytes
         self.owner = owner
-        self.location = location
-    }
-}
-
-/// A byte offset in a file on disk.
-public struct FileLocation: Sendable, Equatable {
-    public let path: String
-    public let offset: Int
-
-    public init(path: String, offset: Int) {
-        self.path = path
-        self.offset = offset
+        self.isFileMapping = isFileMapping
     }
 }
 
@@ -143,8 +132,7 @@ public final class SafetensorsCheckpoint: TensorSource, @unchecked Sendable {
         case .f16: type = .f16
         case .bf16: type = .bf16
         }
-        return RawTensor(type: type, shape: shape, bytes: file.rawBytes(of: info), owner: file,
-                         location: FileLocation(path: file.path, offset: info.byteRange.lowerBound))
+        return RawTensor(type: type, shape: shape, bytes: file.rawBytes(of: info), owner: file, isFileMapping: true)
     }
 
     public func loadFloat32(_ name: String, shape: [Int]) throws -> [Float] {

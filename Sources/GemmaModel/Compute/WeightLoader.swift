@@ -42,7 +42,7 @@ public struct WeightLoader: Sendable {
                                         bytes: raw.bytes.baseAddress!, owner: raw.owner)
         case .q8_0, .q4_0:
             return QuantizedWeights(type: raw.type, outputs: outputs, inputs: inputs,
-                                    bytes: raw.bytes.baseAddress!, owner: raw.owner, releaseSource: raw.location != nil)
+                                    bytes: raw.bytes.baseAddress!, owner: raw.owner, releaseSource: raw.isFileMapping)
         default:
             throw CheckpointError.unsupportedDType(file: source.description, tensor: name, dtype: "\(raw.type)")
         }

@@ -25,18 +25,6 @@ public struct LogSoftmax {
 
     /// The `k` most probable tokens, most probable first (lower id first on ties).
     public func top(_ k: Int) -> [Int] {
-        guard k > 0 else { return [] }
-        var best: [Int] = []
-        best.reserveCapacity(k + 1)
-        for index in 0 ..< logits.count {
-            let value = logits[index]
-            if best.count == k, value <= logits[best[k - 1]] { continue }
-            // Insert after every entry at least as large (ids ascend, so ties keep the lower id first).
-            var position = best.count
-            while position > 0 && logits[best[position - 1]] < value { position -= 1 }
-            best.insert(index, at: position)
-            if best.count > k { best.removeLast() }
-        }
-        return best
+        RankedLogits.best(k, of: logits)
     }
 }

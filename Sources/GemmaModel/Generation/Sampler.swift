@@ -137,6 +137,7 @@ enum RankedLogits {
     /// one comparison for most logits once it is full.
     static func best(_ count: Int, of logits: UnsafeBufferPointer<Float>) -> [Int] {
         let count = min(count, logits.count)
+        guard count > 0 else { return [] }
         if count == logits.count {
             return (0 ..< logits.count).map { key(logits, $0) }.sorted().map { Int(truncatingIfNeeded: $0 & 0xFFFF_FFFF) }
         }
