@@ -1,6 +1,7 @@
 import CGemmaKernels
 import Dispatch
 import Foundation
+import Synchronization
 
 /// One Gemma decoder block: pre-norm attention and a pre-norm GeGLU feed-forward, each
 /// added to the residual stream.
@@ -97,31 +98,27 @@ final class TransformerLayer: @unchecked Sendable {
 }
 
 /// Time spent in attention (cache writes and `gemma_attention`), summed over layers while
-/// running; the engine benchmark uses it to report attention's share of a decode step.
+/// running; the engine benchmark uses it to report attention's share of a decode step (the
+/// layers run on the benchmark's thread; atomics keep any other caller race-free).
 enum AttentionClock {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var nanoseconds: UInt64 = 0
-    nonisolated(unsafe) static var isRunning = false
+    private static let nanoseconds = Atomic<UInt64>(0)
+    private static let running = Atomic<Bool>(false)
+
+    static var isRunning: Bool { running.load(ordering: .relaxed) }
 
     static func add(_ elapsed: UInt64) {
-        lock.lock()
-        nanoseconds += elapsed
-        lock.unlock()
+        nanoseconds.wrappingAdd(elapsed, ordering: .relaxed)
     }
 
     /// Starts counting from zero.
     static func start() {
-        lock.lock()
-        nanoseconds = 0
-        isRunning = true
-        lock.unlock()
+        nanoseconds.store(0, ordering: .relaxed)
+        running.store(true, ordering: .relaxed)
     }
 
     /// Stops counting and returns the seconds counted.
     static func stop() -> Double {
-        lock.lock()
-        defer { lock.unlock() }
-        isRunning = false
-        return Double(nanoseconds) / 1e9
+        running.store(false, ordering: .relaxed)
+        return Double(nanoseconds.load(ordering: .relaxed)) / 1e9
     }
 }
