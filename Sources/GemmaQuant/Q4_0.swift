@@ -16,15 +16,6 @@ public enum Q4_0 {
     /// Bytes per block: a 2-byte f16 scale and 16 bytes of nibbles.
     public static let bytesPerBlock = 18
 
-    /// Bytes of a row of `count` weights.
-    /// - Throws: `QuantizationError.rowLengthNotMultipleOfBlockSize` unless `count` is a multiple of 32.
-    public static func rowBytes(_ count: Int) throws(QuantizationError) -> Int {
-        guard count >= 0, count % blockSize == 0 else {
-            throw .rowLengthNotMultipleOfBlockSize(format: "Q4_0", length: count, blockSize: blockSize)
-        }
-        return count / blockSize * bytesPerBlock
-    }
-
     @inline(__always)
     static func nibble(_ x: Float) -> UInt8 {
         var t = x + 8.5
@@ -34,9 +25,9 @@ public enum Q4_0 {
     }
 
     /// Quantizes `row` (any whole number of blocks: one row or several rows back to back) into
-    /// `output`, which must hold exactly `rowBytes(row.count)` bytes.
+    /// `output`, which must hold exactly `row.count / 32 * 18` bytes.
     public static func quantize(_ row: Span<Float>, into output: inout MutableRawSpan) throws(QuantizationError) {
-        let expected = try rowBytes(row.count)
+        let expected = try GGMLType.q4_0.byteCount(elements: row.count)
         try HalfPrecision.checkOutput(format: "Q4_0", expected: expected, actual: output.byteCount)
         var src = 0
         var dst = 0
@@ -84,22 +75,5 @@ public enum Q4_0 {
             src &+= bytesPerBlock
             dst &+= blockSize
         }
-    }
-
-    /// `row` quantized to Q4_0 bytes.
-    public static func quantize(_ row: [Float]) throws(QuantizationError) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: try rowBytes(row.count))
-        var span = out.mutableSpan
-        var bytes = span.mutableBytes
-        try quantize(row.span, into: &bytes)
-        return out
-    }
-
-    /// The weights stored in Q4_0 `bytes`.
-    public static func dequantize(_ bytes: [UInt8]) throws(QuantizationError) -> [Float] {
-        var out = [Float](repeating: 0, count: bytes.count / bytesPerBlock * blockSize)
-        var span = out.mutableSpan
-        try dequantize(bytes.span.bytes, into: &span)
-        return out
     }
 }

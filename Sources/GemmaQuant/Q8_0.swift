@@ -16,19 +16,10 @@ public enum Q8_0 {
     /// Bytes per block: a 2-byte f16 scale and 32 one-byte quants.
     public static let bytesPerBlock = 34
 
-    /// Bytes of a row of `count` weights.
-    /// - Throws: `QuantizationError.rowLengthNotMultipleOfBlockSize` unless `count` is a multiple of 32.
-    public static func rowBytes(_ count: Int) throws(QuantizationError) -> Int {
-        guard count >= 0, count % blockSize == 0 else {
-            throw .rowLengthNotMultipleOfBlockSize(format: "Q8_0", length: count, blockSize: blockSize)
-        }
-        return count / blockSize * bytesPerBlock
-    }
-
     /// Quantizes `row` (any whole number of blocks: one row or several rows back to back) into
-    /// `output`, which must hold exactly `rowBytes(row.count)` bytes.
+    /// `output`, which must hold exactly `row.count / 32 * 34` bytes.
     public static func quantize(_ row: Span<Float>, into output: inout MutableRawSpan) throws(QuantizationError) {
-        let expected = try rowBytes(row.count)
+        let expected = try GGMLType.q8_0.byteCount(elements: row.count)
         try HalfPrecision.checkOutput(format: "Q8_0", expected: expected, actual: output.byteCount)
         var src = 0
         var dst = 0
@@ -75,22 +66,5 @@ public enum Q8_0 {
             src &+= bytesPerBlock
             dst &+= blockSize
         }
-    }
-
-    /// `row` quantized to Q8_0 bytes.
-    public static func quantize(_ row: [Float]) throws(QuantizationError) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: try rowBytes(row.count))
-        var span = out.mutableSpan
-        var bytes = span.mutableBytes
-        try quantize(row.span, into: &bytes)
-        return out
-    }
-
-    /// The weights stored in Q8_0 `bytes`.
-    public static func dequantize(_ bytes: [UInt8]) throws(QuantizationError) -> [Float] {
-        var out = [Float](repeating: 0, count: bytes.count / bytesPerBlock * blockSize)
-        var span = out.mutableSpan
-        try dequantize(bytes.span.bytes, into: &span)
-        return out
     }
 }

@@ -69,7 +69,7 @@ final class GGUFWriterTests: XCTestCase {
         try writer.writeTensor("token_embd.weight", values: big)
         try writer.writeTensor("output_norm.weight", values: Array(big[..<64]))
         try writer.writeTensor("big", values: big)
-        let pieces = try Q4_0.quantize(Array(big[..<96]))
+        let pieces = try GGMLType.q4_0.encode(Array(big[..<96]))
         for k in 0 ..< 3 {
             XCTAssertEqual(writer.nextTensorInfo?.name, "pieces")
             try writer.appendTensorBytes("pieces", bytes: Array(pieces[k * 18 ..< (k + 1) * 18]).span.bytes)
@@ -81,7 +81,7 @@ final class GGUFWriterTests: XCTestCase {
         XCTAssertEqual(file.metadata, metadata)
         XCTAssertEqual(try file.int("gemma.block_count"), 28)
         XCTAssertEqual(file.tensors, writer.tensors)
-        XCTAssertEqual(try file.bytes(of: file.tensor(named: "token_embd.weight")), try Q8_0.quantize(big))
+        XCTAssertEqual(try file.bytes(of: file.tensor(named: "token_embd.weight")), try GGMLType.q8_0.encode(big))
         XCTAssertEqual(try file.floats(of: file.tensor(named: "big")), big)
         XCTAssertEqual(try file.bytes(of: file.tensor(named: "pieces")), pieces)
         XCTAssertEqual(file.fileSize % 32, 0)

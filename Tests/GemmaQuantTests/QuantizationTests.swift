@@ -13,7 +13,7 @@ final class QuantizationTests: XCTestCase {
             let name = row["name"].stringValue
             let values = GGUFFixtures.floats(hex: row["f32"].stringValue)
             XCTAssertEqual(values.count, row["count"].intValue, name)
-            XCTAssertEqual(GGUFFixtures.hex(try Q8_0.quantize(values)), row["q8_0"].stringValue, "Q8_0 \(name)")
+            XCTAssertEqual(GGUFFixtures.hex(try GGMLType.q8_0.encode(values)), row["q8_0"].stringValue, "Q8_0 \(name)")
             var q4 = row["q4_0"].stringValue
             if name == "negative_zeros_32" {
                 // The one place gguf-py differs from ggml: for an all-zero block ggml's signed max
@@ -22,15 +22,15 @@ final class QuantizationTests: XCTestCase {
                 XCTAssertTrue(q4.hasPrefix("0000"))
                 q4 = "0080" + q4.dropFirst(4)
             }
-            XCTAssertEqual(GGUFFixtures.hex(try Q4_0.quantize(values)), q4, "Q4_0 \(name)")
+            XCTAssertEqual(GGUFFixtures.hex(try GGMLType.q4_0.encode(values)), q4, "Q4_0 \(name)")
         }
     }
 
     func testDequantizeRowsMatchGGUFBitForBit() throws {
         for row in Self.vectors["rows"].arrayValue {
             let name = row["name"].stringValue
-            let q8 = try Q8_0.dequantize(GGUFFixtures.bytes(hex: row["q8_0"].stringValue))
-            let q4 = try Q4_0.dequantize(GGUFFixtures.bytes(hex: row["q4_0"].stringValue))
+            let q8 = try GGMLType.q8_0.decode(GGUFFixtures.bytes(hex: row["q8_0"].stringValue))
+            let q4 = try GGMLType.q4_0.decode(GGUFFixtures.bytes(hex: row["q4_0"].stringValue))
             XCTAssertEqual(q8.map(\.bitPattern), GGUFFixtures.floats(hex: row["q8_0_dequantized"].stringValue).map(\.bitPattern), "Q8_0 \(name)")
             XCTAssertEqual(q4.map(\.bitPattern), GGUFFixtures.floats(hex: row["q4_0_dequantized"].stringValue).map(\.bitPattern), "Q4_0 \(name)")
         }
@@ -42,12 +42,12 @@ final class QuantizationTests: XCTestCase {
         let n = sums["generated_count"].intValue
         let values = GGUFFixtures.generatedValues(n)
         XCTAssertEqual(GGUFFixtures.checksum(floats: values), sums["generated_f32"].stringValue, "generator differs from the script's")
-        let q8 = try Q8_0.quantize(values)
-        let q4 = try Q4_0.quantize(values)
+        let q8 = try GGMLType.q8_0.encode(values)
+        let q4 = try GGMLType.q4_0.encode(values)
         XCTAssertEqual(GGUFFixtures.checksum(q8), sums["generated_q8_0"].stringValue)
         XCTAssertEqual(GGUFFixtures.checksum(q4), sums["generated_q4_0"].stringValue)
-        XCTAssertEqual(GGUFFixtures.checksum(floats: try Q8_0.dequantize(q8)), sums["generated_q8_0_dequantized"].stringValue)
-        XCTAssertEqual(GGUFFixtures.checksum(floats: try Q4_0.dequantize(q4)), sums["generated_q4_0_dequantized"].stringValue)
+        XCTAssertEqual(GGUFFixtures.checksum(floats: try GGMLType.q8_0.decode(q8)), sums["generated_q8_0_dequantized"].stringValue)
+        XCTAssertEqual(GGUFFixtures.checksum(floats: try GGMLType.q4_0.decode(q4)), sums["generated_q4_0_dequantized"].stringValue)
         XCTAssertEqual(GGUFFixtures.checksum(try GGMLType.f16.encode(values)), sums["generated_f16"].stringValue)
         XCTAssertEqual(GGUFFixtures.checksum(try GGMLType.bf16.encode(values)), sums["generated_bf16"].stringValue)
     }
@@ -60,16 +60,16 @@ final class QuantizationTests: XCTestCase {
             var middle = UnsafeMutableRawBufferPointer(rebasing: raw[5 ..< 5 + 3 * 34]).mutableBytes
             try Q8_0.quantize(values.span, into: &middle)
         }
-        XCTAssertEqual(Array(out[5 ..< 5 + 102]), try Q8_0.quantize(values))
+        XCTAssertEqual(Array(out[5 ..< 5 + 102]), try GGMLType.q8_0.encode(values))
         XCTAssertEqual(out[0 ..< 5].allSatisfy { $0 == 0xAA }, true)
         XCTAssertEqual(out[107...].allSatisfy { $0 == 0xAA }, true)
     }
 
     func testRowLengthNotAMultipleOf32IsAnErrorNamingTheLength() {
-        for (format, quantize) in [("Q8_0", Q8_0.quantize as ([Float]) throws(QuantizationError) -> [UInt8]),
-                                   ("Q4_0", Q4_0.quantize)] {
+        for type in [GGMLType.q8_0, .q4_0] {
+            let format = type.name
             do {
-                _ = try quantize([Float](repeating: 1, count: 33))
+                _ = try type.encode([Float](repeating: 1, count: 33))
                 XCTFail("\(format) accepted 33 values")
             } catch {
                 XCTAssertEqual(error, .rowLengthNotMultipleOfBlockSize(format: format, length: 33, blockSize: 32))
@@ -79,7 +79,7 @@ final class QuantizationTests: XCTestCase {
         }
         XCTAssertThrowsError(try GGMLType.q8_0.encode([Float](repeating: 1, count: 40)))
         XCTAssertEqual(try GGMLType.f32.encode([1, 2, 3]).count, 12)
-        XCTAssertThrowsError(try Q8_0.dequantize([UInt8](repeating: 0, count: 35))) { error in
+        XCTAssertThrowsError(try GGMLType.q8_0.decode([UInt8](repeating: 0, count: 35))) { error in
             XCTAssertEqual(error as? QuantizationError, .inputSizeNotMultipleOfBlock(format: "Q8_0", byteCount: 35, bytesPerBlock: 34))
         }
         XCTAssertThrowsError(try GGMLType.q4_K.encode([Float](repeating: 1, count: 256))) { error in
@@ -105,15 +105,15 @@ final class QuantizationTests: XCTestCase {
         values[33] = .nan
         for j in 64 ..< 96 { values[j] = Float(bitPattern: UInt32(j)) }  // f32 subnormals: id = inf
         values[70] = 0
-        let q8 = try Q8_0.quantize(values)
-        let q4 = try Q4_0.quantize(values)
-        XCTAssertEqual(Array(q8[3 * 34 ..< 4 * 34]), try Q8_0.quantize([Float](repeating: 0.5, count: 32)))
-        XCTAssertEqual(Array(q4[3 * 18 ..< 4 * 18]), try Q4_0.quantize([Float](repeating: 0.5, count: 32)))
+        let q8 = try GGMLType.q8_0.encode(values)
+        let q4 = try GGMLType.q4_0.encode(values)
+        XCTAssertEqual(Array(q8[3 * 34 ..< 4 * 34]), try GGMLType.q8_0.encode([Float](repeating: 0.5, count: 32)))
+        XCTAssertEqual(Array(q4[3 * 18 ..< 4 * 18]), try GGMLType.q4_0.encode([Float](repeating: 0.5, count: 32)))
         // Subnormal block: every nonzero value saturates, the zero (0 * inf = NaN) gives 0.
         XCTAssertEqual(Int8(bitPattern: q8[2 * 34 + 2 + 1]), 127)
         XCTAssertEqual(q8[2 * 34 + 2 + 6], 0)
-        _ = try Q8_0.dequantize(q8)
-        _ = try Q4_0.dequantize(q4)
+        _ = try GGMLType.q8_0.decode(q8)
+        _ = try GGMLType.q4_0.decode(q4)
     }
 
     func testTiesInMagnitudeTakeTheFirstValueAsTheQ4Scale() throws {
@@ -123,8 +123,8 @@ final class QuantizationTests: XCTestCase {
         var b = a
         b[3] = -2
         b[9] = 2
-        let qa = try Q4_0.quantize(a)
-        let qb = try Q4_0.quantize(b)
+        let qa = try GGMLType.q4_0.encode(a)
+        let qb = try GGMLType.q4_0.encode(b)
         // d = max / -8: -0.25 when +2 comes first, +0.25 when -2 does.
         XCTAssertEqual(HalfPrecision.float(f16Bits: UInt16(qa[0]) | UInt16(qa[1]) << 8), -0.25)
         XCTAssertEqual(HalfPrecision.float(f16Bits: UInt16(qb[0]) | UInt16(qb[1]) << 8), 0.25)
@@ -142,7 +142,7 @@ final class QuantizationTests: XCTestCase {
         v[3] = 1.5
         v[4] = -2.5
         v[5] = 0.49999997
-        let q = try Q8_0.quantize(v)
+        let q = try GGMLType.q8_0.encode(v)
         XCTAssertEqual(q[2 ..< 8].map { Int8(bitPattern: $0) }, [127, 1, -1, 2, -3, 0])
     }
 }
