@@ -3,7 +3,10 @@
 # a network namespace of its own, joined by veth pairs to a bridge (10.231.0.0/24, nothing
 # outside this machine), runs a completion across them over TCP, then kills the last stage's
 # worker with SIGKILL in the middle of a streamed completion and restarts it a second later:
-# the stream must finish with the undisturbed run's text (same seed). Cleans up after itself.
+# the stream must finish with the undisturbed run's text (same seed). Then, with a second
+# replica of the last stage and a 120 s stage deadline, it kills the replica a stream runs on:
+# the stream must resume within 3 s (the closed connection is noticed, not the deadline), and
+# a request started after the kill must not wait on the dead replica. Cleans up after itself.
 #
 #   scripts/netns_cluster_test.sh [BIN_DIR]     (default .build/debug; needs root and `ip netns`)
 #
@@ -14,7 +17,7 @@ bin="$(cd "${1:-$root/.build/debug}" && pwd)"
 model="$root/Tests/Fixtures/models/tiny-mqa"
 tag="g$$"
 net=10.231.0
-names=(hub tok s0 s1 router client)
+names=(hub tok s0 s1 s1b router client)
 
 skip() { echo "netns test: skipped: $*" >&2; exit 77; }
 [ "$(id -u)" -eq 0 ] || skip "needs root to create network namespaces"
@@ -42,7 +45,7 @@ ip -n "$tag-hub" link add br0 type bridge
 ip -n "$tag-hub" link set br0 up
 i=1
 declare -A address
-for n in tok s0 s1 router client; do
+for n in tok s0 s1 s1b router client; do
   ip link add "$tag-$n" type veth peer name "$tag-$n-h"
   ip link set "$tag-$n" netns "$tag-$n"
   ip link set "$tag-$n-h" netns "$tag-hub"
@@ -72,6 +75,7 @@ cat >"$work/cluster.json" <<EOF
  "scheduling": {"recovery_seconds": 30, "stage_timeout_seconds": 2}}
 EOF
 run_in router router "$bin/gemma-router" --config "$work/cluster.json"
+router_pid=$last_pid
 
 api="http://${address[router]}:8080"
 client() { ip netns exec "$tag-client" curl -sS --max-time 60 "$@"; }
@@ -112,4 +116,71 @@ disturbed="$(text_of "$work/disturbed.sse")" || fail "the disturbed stream ended
 [ "$disturbed" = "$undisturbed" ] || fail "the disturbed text differs from the undisturbed one:
 undisturbed: $undisturbed
 disturbed:   $disturbed"
-echo "netns test: passed: the stream survived the killed worker with the undisturbed text (${#disturbed} characters)" >&2
+echo "netns test: the stream survived the killed and restarted worker with the undisturbed text (${#disturbed} characters)" >&2
+
+# Second part: a replica of the last stage, and a stage deadline far longer than the test.
+kill "$router_pid"; wait "$router_pid" 2>/dev/null || true
+run_in s1b shard1b "$bin/gemma-shard" --model "$model" --layers 1-3 --listen "tcp://${address[s1b]}:5553"
+cat >"$work/cluster2.json" <<EOF
+{"model_name": "tiny", "tokenizer": ["tcp://${address[tok]}:5550"],
+ "stages": [{"layers": "0-1", "replicas": ["tcp://${address[s0]}:5551"]},
+            {"layers": "1-3", "replicas": ["tcp://${address[s1]}:5552", "tcp://${address[s1b]}:5553"]}],
+ "http": "${address[router]}:8080",
+ "scheduling": {"recovery_seconds": 30, "stage_timeout_seconds": 120}}
+EOF
+run_in router router2 "$bin/gemma-router" --config "$work/cluster2.json"
+for _ in $(seq 1 120); do
+  [ "$(client -o /dev/null -w '%{http_code}' "$api/health" 2>/dev/null || true)" = 200 ] && break
+  sleep 0.5
+done
+[ "$(client -o /dev/null -w '%{http_code}' "$api/health")" = 200 ] || fail "the second router never became healthy"
+# The client streams, kills the primary (the replica lane 0 runs on) at its 5th chunk and
+# times the gap to the next chunk; then times a new request's first chunk.
+cat >"$work/failover.py" <<'PY'
+import http.client, json, os, sys, time, urllib.parse
+api, victim, undisturbed = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+url = urllib.parse.urlparse(api)
+body = json.dumps({"prompt": "To be, or not to be", "max_tokens": 150, "temperature": 0.9, "top_k": 40,
+                   "seed": 7, "ignore_eos": True, "stream": True})
+
+def stream(on_chunk):
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=150)
+    conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200, response.status
+    text, chunks = "", 0
+    for raw in response:
+        line = raw.decode()
+        if not line.startswith("data: {"):
+            continue
+        chunk = json.loads(line[6:])
+        if "error" in chunk:
+            sys.exit("error in stream: " + chunk["error"]["message"])
+        text += "".join(c["text"] for c in chunk["choices"])
+        chunks += 1
+        on_chunk(chunks)
+    return text
+
+killed = {}
+def kill_at_fifth(n):
+    if n == 5:
+        os.kill(victim, 9)
+        killed["at"] = time.monotonic()
+    elif n == 6:
+        killed["resumed"] = time.monotonic() - killed["at"]
+text = stream(kill_at_fifth)
+print(f"the stream resumed {killed['resumed']:.2f} s after the kill")
+assert killed["resumed"] < 3, f"the stream resumed only {killed['resumed']:.2f} s after the kill (stage deadline 120 s)"
+assert text == undisturbed, f"the text differs:\n{undisturbed}\n{text}"
+
+start = time.monotonic()
+first = {}
+text = stream(lambda n: first.setdefault("at", time.monotonic() - start))
+print(f"a request after the kill had its first chunk in {first['at']:.2f} s")
+assert first["at"] < 3, f"a request after the kill waited {first['at']:.2f} s for its first chunk"
+assert text == undisturbed, "the request after the kill gave other text"
+PY
+ip netns exec "$tag-client" python3 "$work/failover.py" "$api" "$shard1" "$undisturbed" >"$work/failover.log" 2>&1 \
+  || fail "the failover part failed: $(cat "$work/failover.log")"
+echo "netns test: $(tr '\n' ' ' <"$work/failover.log")" >&2
+echo "netns test: passed: the stream survived a killed and restarted worker with the undisturbed text (${#disturbed} characters), and a killed replica was left behind within 3 s" >&2

@@ -60,7 +60,7 @@ struct RouterCommand: AsyncParsableCommand {
 
         let tokenizer = try RPCClient(urls: config.tokenizer)
         let stages = try config.stages.map { stage in
-            try stage.replicas.map { try RPCClient(url: $0, configuration: .init(retry: .never)) }
+            try stage.replicas.map { try RPCClient(url: $0, configuration: .init(retry: .never, waitsForConnection: false)) }
         }
         let summary: PipelineSummary
         do {

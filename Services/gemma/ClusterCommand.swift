@@ -25,7 +25,8 @@ struct ClusterUpCommand: ParsableCommand {
             (the bundled Models/tiny-shakespeare by default) from --stages pipeline stages over \
             ipc:// sockets, and writes the config it made beside them. The gemma-tokenizer, \
             gemma-shard and gemma-router executables are taken from the directory of this one. \
-            A worker that dies is restarted (the router re-prefills its sequences).
+            A service that dies is restarted, up to 5 times (the router re-prefills the sequences of \
+            a restarted worker; a restarted router frees what the old one left on the stages).
             """)
 
     @Option(help: "A cluster config (JSON) to run.")
@@ -49,7 +50,7 @@ struct ClusterUpCommand: ParsableCommand {
     @Option(help: "Also run the quantizer service (gemma-quantize serve) on this models folder, over an ipc socket beside the others (a config's 'quantizer' does the same).")
     var quantizerModelsDir: String?
 
-    @Flag(help: "Do not restart workers that die.")
+    @Flag(help: "Do not restart services that die.")
     var noRestart = false
 
     func validate() throws {
@@ -86,7 +87,7 @@ struct ClusterUpCommand: ParsableCommand {
         do { plan = try LocalClusterPlan(config: cluster, configPath: configPath, logLevel: logLevel) } catch {
             throw ValidationError("\(error)")
         }
-        let supervisor = try LocalSupervisor(plan: plan, binDirectory: binDirectory, restartWorkers: !noRestart)
+        let supervisor = try LocalSupervisor(plan: plan, binDirectory: binDirectory, restartServices: !noRestart)
         let (host, port) = LocalSupervisor.hostPort(cluster.http)!
         let status = supervisor.run(healthHost: host, port: port, startupTimeout: startupTimeoutSeconds) {
             let base = "http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)"

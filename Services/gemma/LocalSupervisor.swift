@@ -5,8 +5,10 @@ import Glibc
 #endif
 
 /// Runs the processes of a `LocalClusterPlan`: starts them, forwards their output line by line
-/// with their names, waits for the router's /health, restarts workers that die, and on SIGINT
-/// or SIGTERM stops the router first, then the workers (SIGTERM, then SIGKILL after 15 s).
+/// with their names, waits for the router's /health, restarts any service that dies (the
+/// router too: a restarted router frees what its predecessor left on the stages), up to
+/// `maxRestarts` times each, and on SIGINT or SIGTERM stops the router first, then the
+/// workers (SIGTERM, then SIGKILL after 15 s).
 final class LocalSupervisor: @unchecked Sendable {
     /// A service and its current process (`process` and `restarts` are guarded by the
     /// supervisor's lock: termination handlers and delayed restarts run on other threads).
@@ -22,11 +24,11 @@ final class LocalSupervisor: @unchecked Sendable {
         }
     }
 
-    /// Restarts of one worker before the supervisor gives up on it.
+    /// Restarts of one service before the supervisor gives up on it (and stops the cluster).
     static let maxRestarts = 5
 
     let children: [Child]
-    let restartWorkers: Bool
+    let restartServices: Bool
     private let lock = NSLock()
     private var stopping = false
     private var ready = false
@@ -34,7 +36,7 @@ final class LocalSupervisor: @unchecked Sendable {
     private let wake = DispatchSemaphore(value: 0)
     private var signalSources: [DispatchSourceSignal] = []
 
-    init(plan: LocalClusterPlan, binDirectory: URL, restartWorkers: Bool) throws {
+    init(plan: LocalClusterPlan, binDirectory: URL, restartServices: Bool) throws {
         children = try plan.services.map { service in
             let executable = binDirectory.appendingPathComponent(service.executable)
             guard FileManager.default.isExecutableFile(atPath: executable.path) else {
@@ -42,7 +44,7 @@ final class LocalSupervisor: @unchecked Sendable {
             }
             return Child(service: service, executable: executable)
         }
-        self.restartWorkers = restartWorkers
+        self.restartServices = restartServices
     }
 
     /// Runs until a signal, or until the router exits; returns the exit status for `gemma`.
@@ -126,12 +128,13 @@ final class LocalSupervisor: @unchecked Sendable {
         let how = process.terminationReason == .uncaughtSignal ? "was killed by signal \(process.terminationStatus)"
                                                                 : "exited with status \(process.terminationStatus)"
         let restart: Int? = lock.withLock {
-            guard child.service.isWorker, ready, restartWorkers, child.restarts < Self.maxRestarts else { return nil }
+            guard ready, restartServices, child.restarts < Self.maxRestarts else { return nil }
             child.restarts += 1
             return child.restarts
         }
         guard let restart else {
-            requestStop("\(child.service.name) \(how)")
+            let limit = ready && restartServices ? " (restarted \(Self.maxRestarts) times already)" : ""
+            requestStop("\(child.service.name) \(how)\(limit)")
             return
         }
         log("cluster", "\(child.service.name) \(how); restarting it in 1 s (restart \(restart) of \(Self.maxRestarts))")

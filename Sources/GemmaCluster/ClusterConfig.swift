@@ -54,7 +54,12 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
         /// before its client gets an error.
         public var recoverySeconds = 30.0
         /// Deadline of one stage call (a whole micro-batch: make it generous on slow machines).
+        /// A replica that is gone is noticed sooner: from its closed connection at once, or
+        /// from a missed heartbeat.
         public var stageTimeoutSeconds = 120.0
+        /// How often the router asks every stage replica for Info; a replica that does not
+        /// answer within twice this is taken down until it answers again (0 turns it off).
+        public var heartbeatSeconds = 1.0
         /// Element type of hidden states between stages: "bf16" (half the bytes) or "f32" (exact).
         public var hiddenDType = "bf16"
 
@@ -64,6 +69,7 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
             case maxBatchSequences = "max_batch_sequences", maxPrefillTokens = "max_prefill_tokens"
             case maxWaitingRequests = "max_waiting_requests", recoverySeconds = "recovery_seconds"
             case stageTimeoutSeconds = "stage_timeout_seconds", hiddenDType = "hidden_dtype"
+            case heartbeatSeconds = "heartbeat_seconds"
         }
 
         /// Every field is optional; absent ones keep their defaults.
@@ -75,7 +81,26 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
             recoverySeconds = try c.decodeIfPresent(Double.self, forKey: .recoverySeconds) ?? recoverySeconds
             stageTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .stageTimeoutSeconds) ?? stageTimeoutSeconds
             hiddenDType = try c.decodeIfPresent(String.self, forKey: .hiddenDType) ?? hiddenDType
+            heartbeatSeconds = try c.decodeIfPresent(Double.self, forKey: .heartbeatSeconds) ?? heartbeatSeconds
         }
+
+        /// The first field out of its range, as "name: problem".
+        func problem() -> String? {
+            let counts: [(String, Int)] = [("max_batch_sequences", maxBatchSequences), ("max_prefill_tokens", maxPrefillTokens),
+                                           ("max_waiting_requests", maxWaitingRequests)]
+            for (name, value) in counts where !(1...1_000_000).contains(value) {
+                return "scheduling.\(name) \(value) is not between 1 and 1000000"
+            }
+            // Seconds become milliseconds in Int64 and nng's Int32 durations: keep them finite and within a day.
+            let seconds: [(String, Double, ClosedRange<Double>)] = [
+                ("recovery_seconds", recoverySeconds, 0...86_400), ("stage_timeout_seconds", stageTimeoutSeconds, 0.001...86_400),
+                ("heartbeat_seconds", heartbeatSeconds, 0...3_600)]
+            for (name, value, range) in seconds where !range.contains(value) {
+                return "scheduling.\(name) \(value) is not between \(range.lowerBound) and \(range.upperBound)"
+            }
+            return nil
+        }
+
     }
 
     /// The model directory or GGUF file (used by launchers that start the workers).
@@ -153,8 +178,9 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
         guard ["bf16", "f32"].contains(scheduling.hiddenDType) else {
             throw ClusterConfigError(path: path, problem: "scheduling.hidden_dtype '\(scheduling.hiddenDType)' is not bf16 or f32")
         }
-        if let contextLength, contextLength < 2 {
-            throw ClusterConfigError(path: path, problem: "context_length \(contextLength) is less than 2")
+        if let problem = scheduling.problem() { throw ClusterConfigError(path: path, problem: problem) }
+        if let contextLength, !(2...(1 << 24)).contains(contextLength) {
+            throw ClusterConfigError(path: path, problem: "context_length \(contextLength) is not between 2 and \(1 << 24)")
         }
         guard !tokenizer.isEmpty else { throw ClusterConfigError(path: path, problem: "'tokenizer' lists no address") }
         guard !stages.isEmpty else { throw ClusterConfigError(path: path, problem: "'stages' is empty") }

@@ -87,11 +87,15 @@ public actor PipelineScheduler {
     let logger: Logger
     let laneCount: Int
     var laneReplicas: [[Int]]
+    /// Which replica of every stage is up (see PipelineScheduler+Health).
+    var replicaUp: [[Bool]]
+    var healthTask: Task<Void, Never>?
     var laneFailingSince: [ContinuousClock.Instant?]
     var laneWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
     var sequences: [UInt64: Sequence] = [:]
     var waiting: [UInt64] = []
-    var nextID: UInt64 = 1
+    /// Sequence ids start at random, so that they do not repeat those of a router before this one.
+    var nextID = UInt64.random(in: 1...(1 << 48))
     var running = true
     var laneTasks: [Task<Void, Never>] = []
 
@@ -111,11 +115,15 @@ public actor PipelineScheduler {
         laneCount = max(1, stages.count)
         laneReplicas = (0..<max(1, stages.count)).map { lane in stages.map { lane % max(1, $0.count) } }
         laneFailingSince = Array(repeating: nil, count: max(1, stages.count))
+        replicaUp = stages.map { Array(repeating: true, count: $0.count) }
     }
 
-    /// Starts the lanes.
-    public func start() {
+    /// Frees whatever an earlier router left on the stages, then starts the lanes and the
+    /// replicas' health checks.
+    public func start() async {
         guard laneTasks.isEmpty else { return }
+        await releaseAllOnEveryReplica()
+        startHealthChecks()
         for lane in 0..<laneCount {
             laneTasks.append(Task { await self.runLane(lane) })
         }
@@ -124,6 +132,7 @@ public actor PipelineScheduler {
     /// Stops the lanes; running completions end with an error.
     public func stop() {
         running = false
+        healthTask?.cancel()
         for (_, waiter) in laneWaiters { waiter.resume() }
         laneWaiters.removeAll()
         for sequence in sequences.values {
@@ -226,6 +235,26 @@ public actor PipelineScheduler {
         }
     }
 
+    /// Release(all) to every replica (a replica that does not answer has nothing to free: it
+    /// restarts empty).
+    func releaseAllOnEveryReplica() async {
+        var request = Gemma_V1_ReleaseRequest()
+        request.all = true
+        let logger = self.logger
+        await withTaskGroup(of: Void.self) { group in
+            for (s, replicas) in stages.enumerated() {
+                for client in replicas {
+                    group.addTask {
+                        guard let reply = try? await client.call(ShardRPC.release, request, deadline: .after(.seconds(5))),
+                              reply.released > 0 else { return }
+                        logger.notice("freed sequences an earlier router left", metadata: [
+                            "stage": "\(s)", "replica": "\(client.urls[0])", "sequences": "\(reply.released)"])
+                    }
+                }
+            }
+        }
+    }
+
     // MARK: lanes
 
     func runLane(_ lane: Int) async {
@@ -236,10 +265,19 @@ public actor PipelineScheduler {
         }
     }
 
-    /// The lane's next micro-batch; waits while the lane has nothing to run.
+    /// The lane's next micro-batch; waits while the lane has nothing to run, or while a stage
+    /// it needs has no replica up (up to `recovery_seconds`).
     func takeBatch(_ lane: Int) async -> Plan? {
         while running {
-            if let plan = makePlan(lane) { return plan }
+            if let stage = relocate(lane) {
+                if hasWork(lane) {
+                    giveUpIfWaitedTooLong(lane, stage: stage)
+                    try? await Task.sleep(for: .milliseconds(50))
+                    continue
+                }
+            } else if let plan = makePlan(lane) {
+                return plan
+            }
             await withCheckedContinuation { laneWaiters[lane] = $0 }
         }
         return nil
@@ -343,7 +381,7 @@ public actor PipelineScheduler {
     /// Splits a [rows, hidden] tensor into consecutive row groups of `counts` rows.
     static func splitRows(_ tensor: Gemma_V1_Tensor, counts: [Int]) -> [Gemma_V1_Tensor]? {
         let rows = counts.reduce(0, +)
-        guard tensor.shape.count == 2, Int(tensor.shape[0]) == rows, rows > 0, tensor.data.count % rows == 0 else { return nil }
+        guard tensor.shape.count == 2, Int(exactly: tensor.shape[0]) == rows, rows > 0, tensor.data.count % rows == 0 else { return nil }
         let rowBytes = tensor.data.count / rows
         var parts: [Gemma_V1_Tensor] = []
         var offset = 0
@@ -382,10 +420,12 @@ public actor PipelineScheduler {
             laneFailingSince[plan.lane] = since
             logger.warning("stage call failed", metadata: ["lane": "\(plan.lane)", "stage": "\(stage)", "error": "\(error)"])
             let lost = error.code != .resourceExhausted
-            if stage < stages.count, error.code != .failedPrecondition, error.code != .resourceExhausted {
-                // Move the lane to the next replica of the failed stage.
-                let count = stages[stage].count
-                laneReplicas[plan.lane][stage] = (laneReplicas[plan.lane][stage] + 1) % count
+            if stage < stages.count, error.code == .unavailable {
+                // No connection: down for every lane until it answers Info again.
+                markDown(stage: stage, replica: plan.replicas[stage], reason: error.message)
+            } else if stage < stages.count, error.code != .failedPrecondition, error.code != .resourceExhausted {
+                // Slow or failing but connected: move the lane to the next replica of the stage.
+                laneReplicas[plan.lane][stage] = nextReplica(of: stage, after: laneReplicas[plan.lane][stage])
             }
             let giveUp = now - since > .milliseconds(Int64(config.scheduling.recoverySeconds * 1000))
             for id in sequences.keys where sequences[id]?.lane == plan.lane {

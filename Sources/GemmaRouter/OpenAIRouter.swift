@@ -400,8 +400,9 @@ public final class OpenAIRouter: Sendable {
         }
         let reply = try await tokenizer.call(TokenizerRPC.detokenize, request, timeout: configuration.tokenizerTimeout)
         var strings: [Int32: String] = [:]
-        for result in reply.sequences where Int(result.sequenceID) < ids.count {
-            strings[ids[Int(result.sequenceID)]] = result.text
+        for result in reply.sequences {
+            guard let index = Int(exactly: result.sequenceID), index < ids.count else { continue }
+            strings[ids[index]] = result.text
         }
         return strings
     }

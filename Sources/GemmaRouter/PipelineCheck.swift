@@ -83,7 +83,7 @@ public func checkPipeline(config: ClusterConfig, stages: [[RPCClient]], tokenize
             return PipelineSummary(
                 fingerprint: reference.fingerprint,
                 modelContextLength: all.map { Int($0.contextLength) }.filter { $0 > 0 }.min() ?? config.effectiveContextLength,
-                kvPositionCapacity: all.map { $0.kvBytesPerPosition == 0 ? Int.max : Int($0.kvCapacityBytes / $0.kvBytesPerPosition) }.min() ?? .max)
+                kvPositionCapacity: all.map { $0.kvBytesPerPosition == 0 ? Int.max : Int(clamping: $0.kvCapacityBytes / $0.kvBytesPerPosition) }.min() ?? .max)
         }
         if ContinuousClock.now >= deadline {
             throw PipelineCheckError(description: "gave up waiting for the pipeline: " + missing.joined(separator: "; "))

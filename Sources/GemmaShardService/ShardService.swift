@@ -84,8 +84,11 @@ public final class ShardService: Sendable {
     /// Frees sequences, on the compute thread (after the batches queued before).
     public func release(_ request: Gemma_V1_ReleaseRequest, deadline: RPCDeadline = .none) async throws(RPCError) -> Gemma_V1_ReleaseReply {
         let ids = request.sequenceIds
+        let all = request.all
         let engine = self.engine
-        let released = try await onComputeThread(deadline: deadline) { () throws(ShardError) in engine.release(ids) }
+        let released = try await onComputeThread(deadline: deadline) { () throws(ShardError) in
+            engine.release(all ? engine.pool.sequenceIDs : ids)
+        }
         var reply = Gemma_V1_ReleaseReply()
         reply.released = UInt32(released)
         return reply

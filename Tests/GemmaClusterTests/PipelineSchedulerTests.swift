@@ -39,7 +39,7 @@ final class PipelineSchedulerTests: XCTestCase {
         config.scheduling.recoverySeconds = recoverySeconds
         config.scheduling.stageTimeoutSeconds = 2
         config.scheduling.maxWaitingRequests = maxWaitingRequests
-        let quickRetry = RPCClient.Configuration(retry: .never)
+        let quickRetry = RPCClient.Configuration(retry: .never, waitsForConnection: false)
         let clients = try stages.map { try $0.1.map { try RPCClient(url: $0.url, configuration: quickRetry) } }
         let scheduler = PipelineScheduler(config: config, stages: clients, tokenizer: try RPCClient(url: tokenizer.url),
                                           contextLength: 256, kvPositionCapacity: kvPositionCapacity, logger: Self.quiet("router"))

@@ -115,6 +115,11 @@ final class AsyncAIO: @unchecked Sendable {
         }
     }
 
+    /// Cancels the running operation, if any (from any thread but nng's callbacks).
+    func cancel() {
+        nng_aio_cancel(handle)
+    }
+
     /// `start` then `result()`.
     func perform(timeout: nng_duration, _ start: (OpaquePointer) -> Bool) async -> Int32 {
         self.start(timeout: timeout, start)

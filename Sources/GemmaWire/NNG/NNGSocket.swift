@@ -12,6 +12,8 @@ final class NNGSocket: @unchecked Sendable {
 
     let handle: nng_socket
     let kind: Kind
+    /// The connections of a request socket (nil on a reply socket).
+    let connections: ConnectionMonitor?
     private let usage = ReadWriteLock()
     /// Guarded by `usage` (written under its write lock).
     private var closed = false
@@ -26,12 +28,14 @@ final class NNGSocket: @unchecked Sendable {
         }
         self.handle = socket
         self.kind = kind
+        connections = kind == .request ? ConnectionMonitor() : nil
         do {
             try nngCheck(gemma_nng_set_recv_max_size(socket, maxMessageBytes), "set NNG_OPT_RECVMAXSZ")
             if kind == .request {
                 // Our client retries within the deadline itself, counting attempts.
                 try nngCheck(gemma_nng_req_disable_resend(socket), "set NNG_OPT_REQ_RESENDTIME")
             }
+            try connections?.attach(to: socket)
         } catch {
             nng_close(socket)
             throw error
@@ -137,6 +141,11 @@ final class NNGContext: @unchecked Sendable {
             nng_msg_free(unsent)
         }
         return result
+    }
+
+    /// Cancels the operation in progress (it ends with `NNG_ECANCELED`).
+    func cancel() {
+        aio.cancel()
     }
 
     /// Receives one message; on failure returns nng's result.

@@ -54,14 +54,22 @@ public final class RPCClient: Sendable {
         public var reconnectMinimum: Duration
         /// Longest wait between reconnection tries.
         public var reconnectMaximum: Duration
+        /// Whether a call made while the server is gone waits (within its deadline) for the
+        /// connection to come back. When false, once a connection the client had closes, the
+        /// calls in flight fail at once with UNAVAILABLE, and so do new calls until it is back:
+        /// for callers that have somewhere else to go (the router's stage replicas).
+        public var waitsForConnection: Bool
 
-        /// Settings; 64 MiB messages, `RetryPolicy()`, reconnecting after 20 ms to 1 s.
+        /// Settings; 64 MiB messages, `RetryPolicy()`, reconnecting after 20 ms to 1 s, calls
+        /// waiting for a lost connection.
         public init(maxMessageBytes: Int = 64 << 20, retry: RetryPolicy = RetryPolicy(),
-                    reconnectMinimum: Duration = .milliseconds(20), reconnectMaximum: Duration = .seconds(1)) {
+                    reconnectMinimum: Duration = .milliseconds(20), reconnectMaximum: Duration = .seconds(1),
+                    waitsForConnection: Bool = true) {
             self.maxMessageBytes = maxMessageBytes
             self.retry = retry
             self.reconnectMinimum = reconnectMinimum
             self.reconnectMaximum = reconnectMaximum
+            self.waitsForConnection = waitsForConnection
         }
     }
 
@@ -71,6 +79,7 @@ public final class RPCClient: Sendable {
     public let configuration: Configuration
     private let socket: NNGSocket
     private let contexts: ContextPool
+    private let inFlight = InFlightCalls()
     private let requestIDs: RequestIDCounter
     private let logger: Logger
 
@@ -97,6 +106,12 @@ public final class RPCClient: Sendable {
         var logger = logger
         logger[metadataKey: "servers"] = .string(urls.joined(separator: ","))
         self.logger = logger
+        if !configuration.waitsForConnection {
+            let inFlight = self.inFlight
+            socket.connections?.observe { connected in
+                if !connected { inFlight.abortAll() }
+            }
+        }
     }
 
     /// A client of the server at `url`.
@@ -107,6 +122,21 @@ public final class RPCClient: Sendable {
 
     deinit {
         close()
+    }
+
+    /// Whether the client has a connection to at least one of its servers now.
+    public var isConnected: Bool { socket.connections?.isConnected ?? false }
+
+    /// Calls `handler(false)` whenever the client's last connection closes (its server went
+    /// away) and `handler(true)` when one opens, on a queue of the client's own.
+    public func onConnectionChange(_ handler: @escaping @Sendable (Bool) -> Void) {
+        socket.connections?.observe(handler)
+    }
+
+    /// Fails every call in flight at once with UNAVAILABLE (for a caller that found the server
+    /// unresponsive by other means, such as a missed heartbeat).
+    public func abortCalls() {
+        inFlight.abortAll()
     }
 
     /// Closes the socket; pending and later calls fail with UNAVAILABLE.
@@ -230,6 +260,17 @@ public final class RPCClient: Sendable {
                     throw RPCError(.cancelled, "\(method) (request \(requestID)) was cancelled")
                 case NNGError.closed:
                     throw RPCError(.unavailable, "\(method) (request \(requestID)): the client is closed")
+                case NNGError.connectionReset where !configuration.waitsForConnection:
+                    lastProblem = "the connection to \(urls.joined(separator: ", ")) is lost"
+                    if isLastAttempt {
+                        throw RPCError(.unavailable, "\(method) (request \(requestID)): \(lastProblem)")
+                    }
+                    do {
+                        try await Task.sleep(for: backoff)
+                    } catch {
+                        throw RPCError(.cancelled, "\(method) (request \(requestID)) was cancelled")
+                    }
+                    backoff = min(backoff * 2, policy.maxBackoff)
                 default:
                     // A lost connection (newer nng reports it): the request may never have
                     // arrived, so try again.
@@ -255,6 +296,8 @@ public final class RPCClient: Sendable {
 
     /// One try: send on a context, then wait for the matching reply, both within `timeout`.
     private func exchange(_ bytes: [UInt8], timeout: nng_duration) async -> Result<[UInt8], NNGError> {
+        let lost = NNGError(operation: "RPCClient", code: NNGError.connectionReset)
+        if !configuration.waitsForConnection, socket.connections?.isLost == true { return .failure(lost) }
         let context: NNGContext
         do {
             guard let taken = try contexts.take(socket: socket) else {
@@ -265,14 +308,22 @@ public final class RPCClient: Sendable {
             return .failure(error)
         }
         defer { contexts.giveBack(context) }
+        let call = inFlight.register(context)
+        defer { inFlight.unregister(call) }
+        // The connection went between the check above and the registration.
+        if !configuration.waitsForConnection, socket.connections?.isLost == true { return .failure(lost) }
         let start = ContinuousClock.now
         let sent = await context.send(bytes, timeout: timeout)
-        guard sent == 0 else { return .failure(NNGError(operation: "nng_ctx_send", code: sent)) }
+        guard sent == 0 else {
+            return .failure(inFlight.wasAborted(call) ? lost : NNGError(operation: "nng_ctx_send", code: sent))
+        }
         var left = timeout
         if timeout != nngInfinite {
             left = max(1, timeout - nngMilliseconds(ContinuousClock.now - start))
         }
-        return await context.receive(timeout: left)
+        let received = await context.receive(timeout: left)
+        if case .failure = received, inFlight.wasAborted(call) { return .failure(lost) }
+        return received
     }
 }
 
@@ -312,6 +363,45 @@ private final class ContextPool: @unchecked Sendable {
         idle = []
         lock.unlock()
         _ = contexts
+    }
+}
+
+/// The calls a client has in flight, so that they can be failed at once when the server goes.
+private final class InFlightCalls: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next: UInt64 = 0
+    private var calls: [UInt64: NNGContext] = [:]
+    private var aborted = Set<UInt64>()
+
+    func register(_ context: NNGContext) -> UInt64 {
+        lock.lock()
+        defer { lock.unlock() }
+        next += 1
+        calls[next] = context
+        return next
+    }
+
+    func unregister(_ call: UInt64) {
+        lock.lock()
+        calls[call] = nil
+        aborted.remove(call)
+        lock.unlock()
+    }
+
+    func wasAborted(_ call: UInt64) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return aborted.contains(call)
+    }
+
+    /// Cancels every registered call's operation; each then reports a lost connection.
+    func abortAll() {
+        lock.lock()
+        defer { lock.unlock() }
+        for (call, context) in calls where !aborted.contains(call) {
+            aborted.insert(call)
+            context.cancel()
+        }
     }
 }
 

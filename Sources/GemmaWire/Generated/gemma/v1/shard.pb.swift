@@ -209,6 +209,10 @@ public nonisolated struct Gemma_V1_ReleaseRequest: Sendable {
 
   public var sequenceIds: [UInt64] = []
 
+  /// Frees every sequence the stage holds, whatever sequence_ids says: a router that starts
+  /// sends it, so that what a router before it left behind does not hold the KV budget.
+  public var all: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -615,7 +619,7 @@ nonisolated extension Gemma_V1_ForwardReply: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Gemma_V1_ReleaseRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ReleaseRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sequence_ids\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sequence_ids\0\u{1}all\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -624,6 +628,7 @@ nonisolated extension Gemma_V1_ReleaseRequest: SwiftProtobuf.Message, SwiftProto
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedUInt64Field(value: &self.sequenceIds) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.all) }()
       default: break
       }
     }
@@ -633,11 +638,15 @@ nonisolated extension Gemma_V1_ReleaseRequest: SwiftProtobuf.Message, SwiftProto
     if !self.sequenceIds.isEmpty {
       try visitor.visitPackedUInt64Field(value: self.sequenceIds, fieldNumber: 1)
     }
+    if self.all != false {
+      try visitor.visitSingularBoolField(value: self.all, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Gemma_V1_ReleaseRequest, rhs: Gemma_V1_ReleaseRequest) -> Bool {
     if lhs.sequenceIds != rhs.sequenceIds {return false}
+    if lhs.all != rhs.all {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
