@@ -57,13 +57,13 @@ public struct ModelsDirectory: Sendable {
     /// - Throws: `RPCError` INVALID_ARGUMENT naming `field` and the path.
     public func input(_ relative: String, field: String = "input_path") throws(RPCError) -> StagedInput {
         let path = try RelativePath(relative, field: field)
-        let fd: Int32
-        let chain: [Int32]
+        let opened: (fd: Int32, chain: [Int32])
         do {
-            (fd, chain) = try walk.open(path.components)
+            opened = try walk.open(path.components)
         } catch {
             throw refusal(field, relative, error, missing: "no such file or directory in the models directory")
         }
+        let (fd, chain) = opened
         defer { walk.close(chain) }
         let staged: StagedInput
         do {
@@ -120,14 +120,14 @@ public struct ModelsDirectory: Sendable {
     ///   when the file exists and `overwrite` is false.
     public func output(_ relative: String, overwrite: Bool, field: String = "output_path") throws(RPCError) -> OutputTarget {
         let path = try RelativePath(relative, field: field)
-        let folder: Int32
-        let name: [UInt8]
+        let parent: (fd: Int32, name: [UInt8])
         do {
-            (folder, name) = try walk.openParent(path.components)
+            parent = try walk.openParent(path.components)
         } catch {
-            let parent = String(decoding: path.components.dropLast().joined(separator: [0x2F]), as: UTF8.self)
-            throw refusal(field, relative, error, missing: "the folder '\(parent)' does not exist in the models directory; create it first")
+            let folder = String(decoding: path.components.dropLast().joined(separator: [0x2F]), as: UTF8.self)
+            throw refusal(field, relative, error, missing: "the folder '\(folder)' does not exist in the models directory; create it first")
         }
+        let (folder, name) = parent
         let target = OutputTarget(folder: folder, name: name, displayPath: absolute(relative))
         var rootStatus = stat(), folderStatus = stat()
         fstat(handle.fd, &rootStatus)

@@ -389,7 +389,8 @@ public final class QuantizerJobRunner: @unchecked Sendable {
     private static func settleAfterRestart(_ job: inout QuantizerJob, models: ModelsDirectory, logger: Logger) {
         job.bytesPerSecond = 0
         job.secondsLeft = 0
-        if let (folder, name) = models.outputFolder(job.request.outputPath) {
+        if let target = models.outputFolder(job.request.outputPath) {
+            let (folder, name) = target
             defer { close(folder) }
             removeTemporaryFiles(in: folder, of: name, logger: logger)
             let file = withCName(name) { openat(folder, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
