@@ -124,7 +124,7 @@ public struct ModelsDirectory: Sendable {
         do {
             parent = try walk.openParent(path.components)
         } catch {
-            let folder = String(decoding: path.components.dropLast().joined(separator: [0x2F]), as: UTF8.self)
+            let folder = String(decoding: Array(path.components.dropLast().joined(separator: [0x2F])), as: UTF8.self)
             throw refusal(field, relative, error, missing: "the folder '\(folder)' does not exist in the models directory; create it first")
         }
         let (folder, name) = parent
