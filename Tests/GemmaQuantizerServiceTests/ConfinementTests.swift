@@ -127,9 +127,12 @@ final class ConfinementTests: XCTestCase {
         XCTAssertEqual(mkdir(work, 0o755), 0)
         let stop = ManagedAtomicFlag()
         let swapper = Thread {
+            // The real folder and the link each stand for a moment, so that submits see both.
             while !stop.isSet {
+                usleep(300)
                 rename(work, aside)
                 symlink(self.outside.path, work)
+                usleep(300)
                 unlink(work)
                 rename(aside, work)
             }
@@ -158,6 +161,8 @@ final class ConfinementTests: XCTestCase {
         stop.set()
         stop.waitUntilFinished()
         XCTAssertEqual(names(outside), [], "a job wrote outside the models directory")
+        XCTAssertFalse(accepted.isEmpty, "no job was accepted while the folder was swapped: the race was not exercised")
+        XCTAssertLessThan(accepted.count, index, "every submit was accepted: the swap was never seen")
         for job in jobs where job.state == .succeeded {
             XCTAssertTrue(FileManager.default.fileExists(atPath: models.path + "/" + job.request.outputPath), job.request.outputPath)
         }
