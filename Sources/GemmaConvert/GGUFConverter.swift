@@ -132,21 +132,28 @@ public struct GGUFConverter: Sendable {
         }
     }
 
-    func metadata(_ target: QuantizationTarget) -> GGUFMetadata {
+    func metadata(_ target: QuantizationTarget) throws -> GGUFMetadata {
         typealias Key = GemmaGGUFNames.Key
         let c = source.config
+        /// A config size as a u32 (`GemmaConfig.validate`'s limits keep them far below).
+        func u32(_ key: String, _ value: Int) throws -> GGUFValue {
+            guard let v = UInt32(exactly: value) else {
+                throw CheckpointError.invalidConfigField(file: inputPath, field: key, detail: "\(value) does not fit in a u32")
+            }
+            return .uint32(v)
+        }
         var entries: [(String, GGUFValue)] = [
             (Key.architecture, .string(GemmaGGUFNames.architecture)),
             (Key.name, .string(modelName)),
-            (Key.contextLength, .uint32(UInt32(c.contextLength))),
-            (Key.embeddingLength, .uint32(UInt32(c.hiddenSize))),
-            (Key.blockCount, .uint32(UInt32(c.layerCount))),
-            (Key.feedForwardLength, .uint32(UInt32(c.intermediateSize))),
-            (Key.headCount, .uint32(UInt32(c.headCount))),
-            (Key.headCountKV, .uint32(UInt32(c.kvHeadCount))),
+            (Key.contextLength, try u32(Key.contextLength, c.contextLength)),
+            (Key.embeddingLength, try u32(Key.embeddingLength, c.hiddenSize)),
+            (Key.blockCount, try u32(Key.blockCount, c.layerCount)),
+            (Key.feedForwardLength, try u32(Key.feedForwardLength, c.intermediateSize)),
+            (Key.headCount, try u32(Key.headCount, c.headCount)),
+            (Key.headCountKV, try u32(Key.headCountKV, c.kvHeadCount)),
             (Key.rmsEpsilon, .float32(c.rmsNormEpsilon)),
-            (Key.keyLength, .uint32(UInt32(c.headDim))),
-            (Key.valueLength, .uint32(UInt32(c.headDim))),
+            (Key.keyLength, try u32(Key.keyLength, c.headDim)),
+            (Key.valueLength, try u32(Key.valueLength, c.headDim)),
         ]
         if c.ropeTheta != 10_000 { entries.append((Key.ropeFreqBase, .float32(c.ropeTheta))) }
         entries.append((Key.fileType, .uint32(target.fileType)))
@@ -160,9 +167,30 @@ public struct GGUFConverter: Sendable {
                         threads: Int = ProcessInfo.processInfo.activeProcessorCount,
                         progress: (ConversionProgress) -> Void = { _ in },
                         isCancelled: () -> Bool = { false }) throws {
+        try convert(target: target, threads: threads, progress: progress, isCancelled: isCancelled) { metadata, tensors in
+            try GGUFWriter(path: output, metadata: metadata, tensors: tensors)
+        }
+    }
+
+    /// Writes the file `name` in the directory open as `directory` (see `GGUFWriter`'s
+    /// `init(directory:name:path:metadata:tensors:)`: nothing is looked up by path, so the
+    /// output cannot be redirected by a directory swapped for a symbolic link meanwhile);
+    /// `displayPath` names it in errors. Otherwise as `convert(to:target:threads:progress:isCancelled:)`.
+    public func convert(directory: Int32, name: String, displayPath: String, target: QuantizationTarget,
+                        threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                        progress: (ConversionProgress) -> Void = { _ in },
+                        isCancelled: () -> Bool = { false }) throws {
+        try convert(target: target, threads: threads, progress: progress, isCancelled: isCancelled) { metadata, tensors in
+            try GGUFWriter(directory: directory, name: name, path: displayPath, metadata: metadata, tensors: tensors)
+        }
+    }
+
+    private func convert(target: QuantizationTarget, threads: Int, progress: (ConversionProgress) -> Void,
+                         isCancelled: () -> Bool,
+                         makeWriter: (GGUFMetadata, [GGUFTensorDeclaration]) throws -> GGUFWriter) throws {
         let plans = plans(target)
-        let writer = try GGUFWriter(path: output, metadata: metadata(target),
-                                    tensors: plans.map { GGUFTensorDeclaration(name: $0.ggufName, dimensions: $0.shape.reversed(), type: $0.type) })
+        let writer = try makeWriter(try metadata(target),
+                                    plans.map { GGUFTensorDeclaration(name: $0.ggufName, dimensions: $0.shape.reversed(), type: $0.type) })
         var finished = false
         defer { if !finished { writer.abort() } }
         let total = writer.tensors.reduce(0) { $0 + $1.byteCount }

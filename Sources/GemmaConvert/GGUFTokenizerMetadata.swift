@@ -66,7 +66,7 @@ public enum GGUFTokenizerMetadata {
         var pieces: [SentencePieceModelProto.Piece] = []
         pieces.reserveCapacity(tokens.count)
         for i in 0..<tokens.count {
-            guard var type = SentencePieceModelProto.PieceType(rawValue: Int32(types[i])) else {
+            guard let raw = Int32(exactly: types[i]), var type = SentencePieceModelProto.PieceType(rawValue: raw) else {
                 throw GGUFError(path: file.path, problem: .valueOutOfRange(key: Key.tokenTypes, value: "token \(i) has type \(types[i])"))
             }
             // llama.cpp's converter marks the chat markers normal (or, with a tokenizer_config,
@@ -77,10 +77,18 @@ public enum GGUFTokenizerMetadata {
             pieces.append(.init(piece: tokens[i], score: scores[i], type: type))
         }
         var proto = SentencePieceModelProto(pieces: pieces)
-        proto.bosID = Int32(try file.int(Key.bosID))
-        proto.eosID = Int32(try file.int(Key.eosID))
-        proto.unknownID = file.contains(Key.unknownID) ? Int32(try file.int(Key.unknownID)) : Int32(pieces.firstIndex { $0.type == .unknown } ?? 0)
-        proto.padID = file.contains(Key.paddingID) ? Int32(try file.int(Key.paddingID)) : -1
+        /// A token id key's value, which must be a valid index into the pieces.
+        func tokenID(_ key: String) throws -> Int32 {
+            let value = try file.int(key)
+            guard value >= 0, value < pieces.count, let id = Int32(exactly: value) else {
+                throw GGUFError(path: file.path, problem: .valueOutOfRange(key: key, value: "\(value) (the tokenizer has \(pieces.count) tokens)"))
+            }
+            return id
+        }
+        proto.bosID = try tokenID(Key.bosID)
+        proto.eosID = try tokenID(Key.eosID)
+        proto.unknownID = file.contains(Key.unknownID) ? try tokenID(Key.unknownID) : Int32(pieces.firstIndex { $0.type == .unknown } ?? 0)
+        proto.padID = file.contains(Key.paddingID) ? try tokenID(Key.paddingID) : -1
         proto.addDummyPrefix = file.contains(Key.addSpacePrefix) ? try file.bool(Key.addSpacePrefix) : false
         proto.byteFallback = pieces.contains { $0.type == .byte }
         return proto.serialized()

@@ -151,16 +151,78 @@ public struct GemmaConfig: Sendable, Equatable {
         try validate(path: path)
     }
 
-    /// Checks relations between fields (a config can be well-typed and still impossible).
-    public func validate(path: String) throws {
+    /// Upper bounds `validate` enforces. They are far above any Gemma (7B: 28 layers, 16 heads of
+    /// 256, hidden 3072, intermediate 24576, vocabulary 256000, context 8192) and low enough that
+    /// every size derived from them fits in an `Int` with room to spare: the largest matrix is
+    /// vocabulary x hidden = 2^39 elements (2^41 bytes in f32), the KV cache of one position at
+    /// most 2 x 2^10 layers x 2^24 floats (2^37 bytes), of one whole sequence at most 2^59 bytes.
+    public enum Limits {
+        /// `num_hidden_layers`.
+        public static let layers = 1 << 10
+        /// `num_attention_heads` and `num_key_value_heads`.
+        public static let heads = 1 << 10
+        /// `head_dim`.
+        public static let headDim = 1 << 14
+        /// `hidden_size`.
+        public static let hidden = 1 << 17
+        /// `intermediate_size`.
+        public static let intermediate = 1 << 20
+        /// `vocab_size`.
+        public static let vocabulary = 1 << 22
+        /// `max_position_embeddings`.
+        public static let context = 1 << 22
+    }
+
+    /// Checks every size against `Limits` and the relations between fields (a config can be
+    /// well-typed and still impossible). Errors name `path` and the field, spelled as in
+    /// config.json unless `fieldNames` maps the config.json name to another (GGUF keys).
+    public func validate(path: String, fieldNames: [String: String] = [:]) throws {
+        func field(_ name: String) -> String { fieldNames[name] ?? name }
+        let sizes: [(String, Int, Int)] = [
+            ("vocab_size", vocabularySize, Limits.vocabulary), ("hidden_size", hiddenSize, Limits.hidden),
+            ("intermediate_size", intermediateSize, Limits.intermediate), ("num_hidden_layers", layerCount, Limits.layers),
+            ("num_attention_heads", headCount, Limits.heads), ("num_key_value_heads", kvHeadCount, Limits.heads),
+            ("head_dim", headDim, Limits.headDim), ("max_position_embeddings", contextLength, Limits.context),
+        ]
+        for (name, value, limit) in sizes {
+            guard value > 0 else {
+                throw CheckpointError.invalidConfigField(file: path, field: field(name), detail: "must be positive, found \(value)")
+            }
+            guard value <= limit else {
+                throw CheckpointError.invalidConfigField(file: path, field: field(name),
+                                                         detail: "\(value) is larger than the limit \(limit)")
+            }
+        }
+        for (name, value) in [("rms_norm_eps", rmsNormEpsilon), ("rope_theta", ropeTheta)] where !(value.isFinite && value > 0) {
+            throw CheckpointError.invalidConfigField(file: path, field: field(name), detail: "must be a positive finite number, found \(value)")
+        }
         guard headCount % kvHeadCount == 0 else {
             throw CheckpointError.invalidConfigField(
-                file: path, field: "num_key_value_heads",
+                file: path, field: field("num_key_value_heads"),
                 detail: "\(kvHeadCount) does not divide num_attention_heads \(headCount)")
         }
         guard headDim % 2 == 0 else {
-            throw CheckpointError.invalidConfigField(file: path, field: "head_dim",
+            throw CheckpointError.invalidConfigField(file: path, field: field("head_dim"),
                                                      detail: "\(headDim) is odd; rotary embeddings need an even size")
+        }
+        // The products the model and the KV caches use; the limits keep them far from overflowing,
+        // and they are checked anyway so that a change of limits cannot make them trap.
+        let products: [(String, [Int])] = [
+            ("num_attention_heads", [headCount, headDim]),              // query width
+            ("num_key_value_heads", [2, layerCount, kvHeadCount, headDim, MemoryLayout<Float>.size, contextLength]),  // KV bytes of a sequence
+            ("vocab_size", [vocabularySize, hiddenSize, MemoryLayout<Float>.size]),  // embedding bytes in f32
+            ("intermediate_size", [intermediateSize, hiddenSize, MemoryLayout<Float>.size]),
+        ]
+        for (name, factors) in products {
+            var product = 1
+            for factor in factors {
+                let (next, overflow) = product.multipliedReportingOverflow(by: factor)
+                guard !overflow else {
+                    throw CheckpointError.invalidConfigField(file: path, field: field(name),
+                                                             detail: "the product \(factors.map(String.init).joined(separator: " x ")) overflows")
+                }
+                product = next
+            }
         }
     }
 }

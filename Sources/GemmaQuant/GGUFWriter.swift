@@ -124,8 +124,8 @@ public struct GGUFWriteError: Error, Sendable, Equatable, CustomStringConvertibl
 /// data followed by zero padding to the alignment. Dimensions are written as declared (gguf.cpp
 /// would drop trailing 1s).
 ///
-/// Everything goes into a temporary file next to the final path; `finish()` fsyncs it and
-/// atomically renames it into place. If anything fails, if `abort()` is called, or if the writer
+/// Everything goes into a temporary file next to the final path (".NAME.RANDOM.tmp");
+/// `finish()` fsyncs it and atomically renames it into place. If anything fails, if `abort()` is called, or if the writer
 /// is released without `finish()`, the temporary file is removed and nothing is left behind.
 public final class GGUFWriter {
     /// The final path of the file.
@@ -137,7 +137,11 @@ public final class GGUFWriter {
 
     private enum State { case writing, finished, aborted, failed }
     private var state = State.writing
-    private let temporaryPath: String
+    /// The directory the file is written in (a descriptor this writer owns), the file's name
+    /// in it and the temporary file's.
+    private let directoryFD: Int32
+    private let name: String
+    private let temporaryName: String
     private var fd: Int32
     private var buffer: [UInt8] = []
     private static let bufferCapacity = 1 << 20
@@ -154,11 +158,94 @@ public final class GGUFWriter {
     ///   - metadata: the key/values, in the order they are written. `general.alignment`, if
     ///     present, must be a `.uint32` power of two.
     ///   - tensors: the tensors, in the order their infos and data are written.
-    public init(path: String, metadata: GGUFMetadata, tensors declarations: [GGUFTensorDeclaration]) throws(GGUFWriteError) {
+    public convenience init(path: String, metadata: GGUFMetadata, tensors declarations: [GGUFTensorDeclaration]) throws(GGUFWriteError) {
+        func fail(_ p: GGUFWriteError.Problem) -> GGUFWriteError { GGUFWriteError(path: path, problem: p) }
+        // Validate everything before touching the file system.
+        _ = try Self.layout(path: path, metadata: metadata, tensors: declarations)
+        let directory = POSIX.directory(of: path)
+        switch POSIX.isDirectory(directory) {
+        case .success(true): break
+        case .success(false): throw fail(.notADirectory(directory))
+        case let .failure(e) where e.missing: throw fail(.directoryMissing(directory))
+        case let .failure(e): throw fail(.cannotCreate(temporaryFile: directory, reason: POSIX.message(e.code)))
+        }
+        let dirfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dirfd >= 0 else { throw fail(.cannotCreate(temporaryFile: directory, reason: POSIX.message(POSIX.errorNumber))) }
+        defer { close(dirfd) }
+        try self.init(directory: dirfd, name: POSIX.lastComponent(of: path), path: path, metadata: metadata, tensors: declarations)
+    }
+
+    /// Like `init(path:metadata:tensors:)`, but the file is `name` in the directory open as
+    /// `directory` (the writer uses a duplicate of the descriptor; the caller keeps its own):
+    /// the temporary file is created there with `O_EXCL | O_NOFOLLOW` and renamed with
+    /// `renameat`, so no path is looked up again and a directory that is moved or replaced
+    /// by a symbolic link meanwhile cannot redirect the write. `path` names the file in errors.
+    public init(directory: Int32, name: String, path: String, metadata: GGUFMetadata,
+                tensors declarations: [GGUFTensorDeclaration]) throws(GGUFWriteError) {
         self.path = path
         func fail(_ p: GGUFWriteError.Problem) -> GGUFWriteError { GGUFWriteError(path: path, problem: p) }
+        let (alignment, infos) = try Self.layout(path: path, metadata: metadata, tensors: declarations)
+        self.alignment = alignment
+        tensors = infos
+        let nameBytes = Array(name.utf8)
+        guard !nameBytes.isEmpty, nameBytes != [0x2E], nameBytes != [0x2E, 0x2E], !nameBytes.contains(0x2F), !nameBytes.contains(0) else {
+            throw fail(.cannotCreate(temporaryFile: name, reason: "'\(name)' is not a file name"))
+        }
+        self.name = name
 
-        // Validate everything before touching the file system.
+        // Create the temporary file in the destination directory.
+        let owned = fcntl(directory, F_DUPFD_CLOEXEC, 0)
+        guard owned >= 0 else { throw fail(.cannotCreate(temporaryFile: path, reason: POSIX.message(POSIX.errorNumber))) }
+        let pathBytes = Array(path.utf8)
+        let prefix = pathBytes.count > nameBytes.count && pathBytes.suffix(nameBytes.count + 1).elementsEqual([0x2F] + nameBytes)
+            ? String(decoding: pathBytes.dropLast(nameBytes.count), as: UTF8.self) : ""
+        var temp = ""
+        var descriptor: Int32 = -1
+        for _ in 0 ..< 16 {
+            temp = ".\(name).\(String(UInt64.random(in: 0 ... UInt64.max), radix: 36)).tmp"
+            descriptor = openat(owned, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+            if descriptor >= 0 || POSIX.errorNumber != EEXIST { break }
+        }
+        guard descriptor >= 0 else {
+            let error = POSIX.errorNumber
+            close(owned)
+            throw fail(.cannotCreate(temporaryFile: prefix + temp, reason: POSIX.message(error)))
+        }
+        directoryFD = owned
+        temporaryName = temp
+        fd = descriptor
+        buffer.reserveCapacity(Self.bufferCapacity)
+
+        // Header, metadata, tensor infos, padding.
+        buffer.append(contentsOf: "GGUF".utf8)
+        append(UInt32(3))  // GGUF version
+        append(UInt64(declarations.count))
+        append(UInt64(metadata.count))
+        for entry in metadata.entries {
+            appendString(entry.key)
+            append(entry.value.type.rawValue)
+            appendValue(entry.value)
+        }
+        for t in infos {
+            appendString(t.name)
+            append(UInt32(t.dimensions.count))
+            for d in t.dimensions { append(UInt64(d)) }
+            append(t.type.rawValue)
+            append(UInt64(t.offset))
+        }
+        appendPadding()
+        try flushIfFull()  // on failure the temporary file is already removed
+    }
+
+    deinit {
+        if state == .writing { cleanUp() }
+        close(directoryFD)
+    }
+
+    /// The alignment and the tensor infos of `declarations`, or the first problem with them.
+    private static func layout(path: String, metadata: GGUFMetadata, tensors declarations: [GGUFTensorDeclaration])
+        throws(GGUFWriteError) -> (Int, [GGUFTensorInfo]) {
+        func fail(_ p: GGUFWriteError.Problem) -> GGUFWriteError { GGUFWriteError(path: path, problem: p) }
         var alignment = GGUFFile.defaultAlignment
         for entry in metadata.entries where entry.key.isEmpty { throw fail(.invalidKey(entry.key)) }
         if let a = metadata["general.alignment"] {
@@ -167,7 +254,6 @@ public final class GGUFWriter {
             }
             alignment = Int(v)
         }
-        self.alignment = alignment
         var infos: [GGUFTensorInfo] = []
         var names = Set<String>()
         var offset = 0
@@ -200,55 +286,7 @@ public final class GGUFWriter {
                                         byteCount: bytes, elementCount: elements))
             offset = (next + alignment - 1) / alignment * alignment
         }
-        tensors = infos
-
-        // Create the temporary file in the destination directory.
-        let directory = POSIX.directory(of: path)
-        switch POSIX.isDirectory(directory) {
-        case .success(true): break
-        case .success(false): throw fail(.notADirectory(directory))
-        case let .failure(e) where e.missing: throw fail(.directoryMissing(directory))
-        case let .failure(e): throw fail(.cannotCreate(temporaryFile: directory, reason: POSIX.message(e.code)))
-        }
-        let prefix = path.lastIndex(of: "/").map { String(path[...$0]) } ?? ""
-        let base = POSIX.lastComponent(of: path)
-        var temp = ""
-        var descriptor: Int32 = -1
-        for _ in 0 ..< 16 {
-            temp = prefix + ".\(base).\(String(UInt64.random(in: 0 ... UInt64.max), radix: 36)).tmp"
-            descriptor = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-            if descriptor >= 0 || POSIX.errorNumber != EEXIST { break }
-        }
-        guard descriptor >= 0 else {
-            throw fail(.cannotCreate(temporaryFile: temp, reason: POSIX.message(POSIX.errorNumber)))
-        }
-        temporaryPath = temp
-        fd = descriptor
-        buffer.reserveCapacity(Self.bufferCapacity)
-
-        // Header, metadata, tensor infos, padding.
-        buffer.append(contentsOf: "GGUF".utf8)
-        append(UInt32(3))  // GGUF version
-        append(UInt64(declarations.count))
-        append(UInt64(metadata.count))
-        for entry in metadata.entries {
-            appendString(entry.key)
-            append(entry.value.type.rawValue)
-            appendValue(entry.value)
-        }
-        for t in infos {
-            appendString(t.name)
-            append(UInt32(t.dimensions.count))
-            for d in t.dimensions { append(UInt64(d)) }
-            append(t.type.rawValue)
-            append(UInt64(t.offset))
-        }
-        appendPadding()
-        try flushIfFull()  // on failure the temporary file is already removed
-    }
-
-    deinit {
-        if state == .writing { cleanUp() }
+        return (alignment, infos)
     }
 
     // MARK: Data
@@ -324,15 +362,11 @@ public final class GGUFWriter {
         let closed = close(fd)
         fd = -1
         guard closed == 0 else { throw failure(.cannotFinish(step: "close", reason: POSIX.message(POSIX.errorNumber))) }
-        guard rename(temporaryPath, path) == 0 else {
+        guard renameat(directoryFD, temporaryName, directoryFD, name) == 0 else {
             throw failure(.cannotFinish(step: "rename to the final path", reason: POSIX.message(POSIX.errorNumber)))
         }
         state = .finished
-        let dirfd = open(POSIX.directory(of: path), O_RDONLY | O_CLOEXEC)
-        if dirfd >= 0 {
-            _ = fsync(dirfd)  // best effort: makes the rename durable
-            close(dirfd)
-        }
+        _ = fsync(directoryFD)  // best effort: makes the rename durable
     }
 
     /// Stops writing and removes the temporary file. Does nothing once finished or aborted.
@@ -367,7 +401,7 @@ public final class GGUFWriter {
             close(fd)
             fd = -1
         }
-        unlink(temporaryPath)
+        unlinkat(directoryFD, temporaryName, 0)
         buffer = []
     }
 

@@ -46,16 +46,20 @@ public final class QuantizerJobRunner: @unchecked Sendable {
         var job: QuantizerJob
         /// The opened input, from submission until the job ends.
         var converter: GGUFConverter?
-        /// The output's absolute path, checked at submission.
-        let outputFile: String
+        /// The output's folder (open) and name, checked at submission; nil for a job loaded
+        /// from the journal (it is finished).
+        var output: OutputTarget?
+        /// Identifies the output file: two unfinished jobs may not have the same.
+        let outputKey: String
         var cancelRequested = false
         /// Recent (time, bytes written) points, for the recent rate.
         var samples: [(time: ContinuousClock.Instant, bytes: Int)] = []
 
-        init(job: QuantizerJob, converter: GGUFConverter?, outputFile: String) {
+        init(job: QuantizerJob, converter: GGUFConverter?, output: OutputTarget?, outputKey: String) {
             self.job = job
             self.converter = converter
-            self.outputFile = outputFile
+            self.output = output
+            self.outputKey = outputKey
         }
     }
 
@@ -86,9 +90,9 @@ public final class QuantizerJobRunner: @unchecked Sendable {
         journal = JobJournal(path: models.journalPath)
         for var job in try journal.load() {
             if !job.state.isFinal {
-                Self.settleAfterRestart(&job, output: models.absolute(job.request.outputPath), logger: logger)
+                Self.settleAfterRestart(&job, models: models, logger: logger)
             }
-            entries[job.id] = Entry(job: job, converter: nil, outputFile: models.absolute(job.request.outputPath))
+            entries[job.id] = Entry(job: job, converter: nil, output: nil, outputKey: models.absolute(job.request.outputPath))
             order.append(job.id)
         }
         try journal.save(order.map { entries[$0]!.job })
@@ -116,19 +120,21 @@ public final class QuantizerJobRunner: @unchecked Sendable {
         try Self.checkJobID(request.jobID)
         if let existing = try sameJob(as: request) { return existing }
         let input = try models.input(request.inputPath)
-        let outputFile = try models.output(request.outputPath, overwrite: request.overwrite)
+        defer { input.release() }
+        let output = try models.output(request.outputPath, overwrite: request.overwrite)
         let converter: GGUFConverter
         do {
-            converter = try GGUFConverter(input: input)
+            converter = try GGUFConverter(input: input.path)
         } catch {
-            throw .invalidArgument("input_path '\(request.inputPath)': \(error)")
+            let message = input.describe("\(error)", as: models.absolute(request.inputPath))
+            throw .invalidArgument("input_path '\(request.inputPath)': \(message)")
         }
 
         condition.lock()
         defer { condition.unlock() }
         if let existing = try sameJobLocked(as: request) { return existing }
         guard !stopping else { throw .unavailable("the quantizer service is shutting down; submit again later") }
-        if let other = entries.values.first(where: { !$0.job.state.isFinal && $0.outputFile == outputFile }) {
+        if let other = entries.values.first(where: { !$0.job.state.isFinal && $0.outputKey == output.key }) {
             throw RPCError(.alreadyExists, "output_path '\(request.outputPath)': job '\(other.job.id)' is writing it")
         }
         let active = entries.values.filter { !$0.job.state.isFinal }.count
@@ -136,7 +142,7 @@ public final class QuantizerJobRunner: @unchecked Sendable {
         guard active < limit else {
             throw RPCError(.resourceExhausted, "the quantizer is full: \(active) jobs running or queued, the limit is \(configuration.maxRunningJobs) running + \(configuration.maxQueuedJobs) queued; submit again later")
         }
-        let entry = Entry(job: QuantizerJob(request: request), converter: converter, outputFile: outputFile)
+        let entry = Entry(job: QuantizerJob(request: request), converter: converter, output: output, outputKey: output.key)
         entries[request.jobID] = entry
         order.append(request.jobID)
         queue.append(request.jobID)
@@ -266,12 +272,14 @@ public final class QuantizerJobRunner: @unchecked Sendable {
 
     /// Converts, off the lock.
     private func run(_ request: JobRequest, converter: GGUFConverter, entry: Entry) -> Outcome {
-        if !request.overwrite && FileManager.default.fileExists(atPath: entry.outputFile) {
+        guard let output = entry.output else { return .failed("the job has no output") }
+        if !request.overwrite && output.exists {
             return .failed("output_path '\(request.outputPath)': the file appeared after the job was submitted; submit with overwrite to replace it")
         }
         let hook = configuration.afterEachChunk
         do {
-            try converter.convert(to: entry.outputFile, target: request.target, threads: configuration.threadsPerJob,
+            try converter.convert(directory: output.folder, name: output.name, displayPath: output.displayPath,
+                                  target: request.target, threads: configuration.threadsPerJob,
                                   progress: { progress in
                                       self.record(progress, of: entry)
                                       hook?(request.jobID, progress)
@@ -348,6 +356,7 @@ public final class QuantizerJobRunner: @unchecked Sendable {
         entry.job.secondsLeft = 0
         if state != .succeeded { entry.job.bytesPerSecond = 0 }
         entry.converter = nil
+        entry.output = nil
         entry.samples = []
         var finished = order.filter { entries[$0]!.job.state.isFinal }
         while finished.count > configuration.maxFinishedJobs {
@@ -375,36 +384,54 @@ public final class QuantizerJobRunner: @unchecked Sendable {
     /// The end of a job that a killed service left queued or running: failed, unless it was
     /// killed between renaming its output into place and saving the journal (a running job
     /// without overwrite whose output is now a whole GGUF file: nothing else writes there).
-    /// Its temporary files are removed.
-    private static func settleAfterRestart(_ job: inout QuantizerJob, output: String, logger: Logger) {
-        removeTemporaryFiles(of: output, logger: logger)
+    /// Its temporary files are removed. The output's folder is reached the way a job reaches
+    /// it (`ModelsDirectory.outputFolder`), never by a path that a link could redirect.
+    private static func settleAfterRestart(_ job: inout QuantizerJob, models: ModelsDirectory, logger: Logger) {
         job.bytesPerSecond = 0
         job.secondsLeft = 0
-        if job.state == .running, !job.request.overwrite, let file = try? GGUFFile(path: output) {
-            logger.notice("job finished before the restart; its journal entry had not been saved",
-                          metadata: ["job_id": "\(job.id)", "output": "\(output)"])
-            job.state = .succeeded
-            job.tensorCount = file.tensors.count
-            job.tensorIndex = file.tensors.count
-            job.bytesWritten = file.tensors.reduce(0) { $0 + $1.byteCount }
-            job.totalBytes = job.bytesWritten
-            return
+        if let target = models.outputFolder(job.request.outputPath) {
+            let (folder, name) = target
+            defer { close(folder) }
+            removeTemporaryFiles(in: folder, of: name, logger: logger)
+            let file = withCName(name) { openat(folder, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+            if file >= 0 {
+                defer { close(file) }
+                if job.state == .running, !job.request.overwrite, let gguf = try? GGUFFile(path: "/proc/self/fd/\(file)") {
+                    logger.notice("job finished before the restart; its journal entry had not been saved",
+                                  metadata: ["job_id": "\(job.id)", "output": "\(job.request.outputPath)"])
+                    job.state = .succeeded
+                    job.tensorCount = gguf.tensors.count
+                    job.tensorIndex = gguf.tensors.count
+                    job.bytesWritten = gguf.tensors.reduce(0) { $0 + $1.byteCount }
+                    job.totalBytes = job.bytesWritten
+                    return
+                }
+            }
         }
         logger.warning("job did not finish before the restart", metadata: ["job_id": "\(job.id)", "state": "\(job.state.rawValue)"])
         job.error = "the service restarted before the job finished (it was \(job.state.rawValue))"
         job.state = .failed
     }
 
-    /// Removes `GGUFWriter`'s temporary files of `output` (".NAME.RANDOM.tmp" beside it), left
-    /// by a job that was killed.
-    private static func removeTemporaryFiles(of output: String, logger: Logger) {
-        let folder = (output as NSString).deletingLastPathComponent
-        let prefix = "." + (output as NSString).lastPathComponent + "."
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
-        where name.hasPrefix(prefix) && name.hasSuffix(".tmp")
-            && name.dropFirst(prefix.count).dropLast(4).allSatisfy({ $0.isASCII && ($0.isNumber || $0.isLowercase) }) {
-            try? FileManager.default.removeItem(atPath: folder + "/" + name)
-            logger.notice("removed a killed job's temporary file", metadata: ["file": "\(folder)/\(name)"])
+    /// Removes `GGUFWriter`'s temporary files of `name` (".NAME.RANDOM.tmp", RANDOM in base 36)
+    /// from the open `folder`, left by a job that was killed. Names are compared as bytes.
+    private static func removeTemporaryFiles(in folder: Int32, of name: [UInt8], logger: Logger) {
+        let copy = fcntl(folder, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0, let stream = fdopendir(copy) else { return }
+        defer { closedir(stream) }
+        let prefix = [0x2E] + name + [0x2E]
+        let suffix = Array(".tmp".utf8)
+        var doomed: [[UInt8]] = []
+        while let entry = readdir(stream) {
+            let entryName = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
+            guard entryName.count > prefix.count + suffix.count, entryName.starts(with: prefix),
+                  entryName.suffix(suffix.count).elementsEqual(suffix) else { continue }
+            let random = entryName[prefix.count ..< entryName.count - suffix.count]
+            guard random.allSatisfy({ (0x30 ... 0x39).contains($0) || (0x61 ... 0x7A).contains($0) }) else { continue }
+            doomed.append(entryName)
+        }
+        for entryName in doomed where withCName(entryName, { unlinkat(folder, $0, 0) }) == 0 {
+            logger.notice("removed a killed job's temporary file", metadata: ["file": "\(String(decoding: entryName, as: UTF8.self))"])
         }
     }
 

@@ -46,9 +46,22 @@ public final class KVCachePool: @unchecked Sendable {
         lock.withLock { caches[id]?.length }
     }
 
-    /// Bytes of a cache that can hold `positions` positions.
+    /// Bytes of a cache that can hold `positions` positions (Int.max if that overflows: the
+    /// sizes come from a model file and the positions from the network).
     public func bytes(positions: Int) -> Int {
-        SequenceKVCache.bytes(positions: positions, layerCount: layerCount, kvWidth: kvWidth)
+        var product = 2 * MemoryLayout<Float>.size
+        for factor in [layerCount, positions, kvWidth] {
+            let (next, overflow) = product.multipliedReportingOverflow(by: factor)
+            guard !overflow else { return Int.max }
+            product = next
+        }
+        return product
+    }
+
+    /// a + b, or Int.max when that overflows (a batch that large is refused by the budget).
+    static func saturatingSum(_ a: Int, _ b: Int) -> Int {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? Int.max : sum
     }
 
     /// The capacity a cache of `capacity` positions has after `reserve(positions)`.
@@ -83,15 +96,15 @@ public final class KVCachePool: @unchecked Sendable {
                     throw .positionGap(id: segment.id, cachedPositions: cache.length, startPosition: segment.start)
                 }
                 let grown = Self.grownCapacity(cache.capacity, toHold: end)
-                extra += bytes(positions: grown) - bytes(positions: cache.capacity)
+                extra = Self.saturatingSum(extra, bytes(positions: grown) - bytes(positions: cache.capacity))
             } else {
                 guard segment.start == 0 else {
                     throw .unknownSequence(id: segment.id, startPosition: segment.start)
                 }
-                extra += bytes(positions: Self.grownCapacity(0, toHold: end))
+                extra = Self.saturatingSum(extra, bytes(positions: Self.grownCapacity(0, toHold: end)))
             }
         }
-        guard used + extra <= capacityBytes else {
+        guard Self.saturatingSum(used, extra) <= capacityBytes else {
             throw .kvCacheExhausted(neededBytes: extra, usedBytes: used, capacityBytes: capacityBytes)
         }
         var result: [SequenceKVCache] = []

@@ -20,6 +20,10 @@ public final class GGUFCheckpoint: TensorSource, @unchecked Sendable {
         }
         let hidden = try file.int(Key.embeddingLength)
         let heads = try file.int(Key.headCount)
+        // Checked before anything is derived from them (hidden / heads below).
+        for (field, value) in [(Key.embeddingLength, hidden), (Key.headCount, heads)] where value <= 0 {
+            throw CheckpointError.invalidConfigField(file: path, field: field, detail: "must be positive, found \(value)")
+        }
         let embedding = try file.tensor(named: "token_embd.weight")
         guard embedding.dimensions.count == 2, embedding.dimensions[0] == hidden else {
             throw CheckpointError.shapeMismatch(file: path, tensor: "token_embd.weight",
@@ -37,19 +41,23 @@ public final class GGUFCheckpoint: TensorSource, @unchecked Sendable {
             ropeTheta: file.contains(Key.ropeFreqBase) ? try file.float(Key.ropeFreqBase) : 10_000,
             contextLength: try file.int(Key.contextLength))
         config.declaredDType = nil
-        for (field, value) in [(Key.headCount, config.headCount), (Key.headCountKV, config.kvHeadCount),
-                               (Key.keyLength, config.headDim), (Key.blockCount, config.layerCount),
-                               (Key.feedForwardLength, config.intermediateSize), (Key.contextLength, config.contextLength)]
-        where value <= 0 {
-            throw CheckpointError.invalidConfigField(file: path, field: field, detail: "must be positive, found \(value)")
-        }
         if file.contains(Key.valueLength), try file.int(Key.valueLength) != config.headDim {
             throw CheckpointError.invalidConfigField(file: path, field: Key.valueLength,
                                                      detail: "differs from \(Key.keyLength) \(config.headDim)")
         }
-        try config.validate(path: path)
+        try config.validate(path: path, fieldNames: Self.configKeys)
         self.config = config
     }
+
+    /// The GGUF key (or tensor) each config.json field comes from, for errors.
+    static let configKeys: [String: String] = {
+        typealias Key = GemmaGGUFNames.Key
+        return ["vocab_size": "token_embd.weight (its rows are the vocabulary)", "hidden_size": Key.embeddingLength,
+                "intermediate_size": Key.feedForwardLength, "num_hidden_layers": Key.blockCount,
+                "num_attention_heads": Key.headCount, "num_key_value_heads": Key.headCountKV,
+                "head_dim": Key.keyLength, "max_position_embeddings": Key.contextLength,
+                "rms_norm_eps": Key.rmsEpsilon, "rope_theta": Key.ropeFreqBase]
+    }()
 
     /// The GGUF tensor for a Hugging Face name, checked against `shape` (PyTorch order).
     private func info(_ name: String, shape: [Int]) throws -> GGUFTensorInfo {

@@ -81,7 +81,10 @@ public final class SafetensorsFile: @unchecked Sendable {
             throw CheckpointError.badHeader(file: path, detail: "tensor '\(name)' has no valid data_offsets")
         }
         let (begin, end) = (offsets[0], offsets[1])
-        guard begin <= end, end <= dataSize else {
+        guard begin <= end else {
+            throw CheckpointError.offsetsOutOfRange(file: path, tensor: name, detail: "[\(begin), \(end)) ends before it begins")
+        }
+        guard end <= dataSize else {
             throw CheckpointError.offsetsOutOfRange(file: path, tensor: name,
                                                     detail: "[\(begin), \(end)) but the data section has \(dataSize) bytes")
         }
@@ -93,10 +96,14 @@ public final class SafetensorsFile: @unchecked Sendable {
             }
             elements = product
         }
-        guard end - begin == elements * dtype.size else {
+        let (needed, overflow) = elements.multipliedReportingOverflow(by: dtype.size)
+        guard !overflow else {
+            throw CheckpointError.badHeader(file: path, detail: "tensor '\(name)' shape \(shape) of \(dtype.rawValue) is too large")
+        }
+        guard end - begin == needed else {
             throw CheckpointError.offsetsOutOfRange(
                 file: path, tensor: name,
-                detail: "[\(begin), \(end)) holds \(end - begin) bytes but shape \(shape) of \(dtype.rawValue) needs \(elements * dtype.size)")
+                detail: "[\(begin), \(end)) holds \(end - begin) bytes but shape \(shape) of \(dtype.rawValue) needs \(needed)")
         }
         return SafetensorsTensorInfo(name: name, dtype: dtype, shape: shape,
                                      byteRange: (dataStart + begin)..<(dataStart + end))
