@@ -159,7 +159,12 @@ public actor PipelineScheduler {
         guard request.prompt.count < contextLength else {
             throw ClusterError.promptTooLong(tokens: request.prompt.count, limit: contextLength)
         }
-        let reservation = min(request.prompt.count + request.maxTokens, contextLength)
+        guard (0...Int(UInt32.max)).contains(request.topLogprobs) else {
+            throw ClusterError.invalidRequest("top_logprobs must be between 0 and \(UInt32.max)")
+        }
+        // Saturating: maxTokens comes from the client (Int.max would trap a plain sum).
+        let (wanted, overflow) = request.prompt.count.addingReportingOverflow(request.maxTokens)
+        let reservation = overflow ? contextLength : min(wanted, contextLength)
         if let capacity = kvPositionCapacity, reservation > capacity {
             throw ClusterError.invalidRequest("the prompt and max_tokens need \(reservation) positions of KV cache, but the smallest stage holds \(capacity); lower max_tokens")
         }

@@ -3,10 +3,15 @@ import Foundation
 /// A JSON value with its object keys in order: the router parses requests into it (so that a
 /// parameter of the wrong type gets an error that names it) and writes responses from it (so
 /// that `null` fields are written, as OpenAI's responses have them).
+///
+/// Numbers: integers that fit Int are `.int`, larger ones up to UInt64.max `.uint`, anything
+/// else `.double`; a number too large for a Double (1e400) is `.double(.infinity)`, so that the
+/// parameter it was given for can refuse it by name.
 public indirect enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case int(Int)
+    case uint(UInt64)
     case double(Double)
     case string(String)
     case array([JSONValue])
@@ -17,6 +22,7 @@ public indirect enum JSONValue: Sendable, Equatable {
         case (.null, .null): return true
         case let (.bool(x), .bool(y)): return x == y
         case let (.int(x), .int(y)): return x == y
+        case let (.uint(x), .uint(y)): return x == y
         case let (.double(x), .double(y)): return x == y
         case let (.string(x), .string(y)): return x == y
         case let (.array(x), .array(y)): return x == y
@@ -46,6 +52,7 @@ public indirect enum JSONValue: Sendable, Equatable {
         case .null: out += "null"
         case let .bool(b): out += b ? "true" : "false"
         case let .int(i): out += String(i)
+        case let .uint(u): out += String(u)
         case let .double(d):
             if d.isFinite {
                 if d == d.rounded(), abs(d) < 1e15 { out += String(Int(d)) + ".0" } else { out += "\(d)" }
@@ -89,9 +96,28 @@ public indirect enum JSONValue: Sendable, Equatable {
         out += "\""
     }
 
-    /// Parses JSON text; nil when it is not valid JSON.
+    /// Why `parse(_:maxDepth:)` refused a text.
+    public enum ParseError: Error, Equatable {
+        /// Arrays and objects nest deeper than the limit.
+        case tooDeep(limit: Int)
+        /// Not JSON (or not UTF-8).
+        case invalid
+    }
+
+    /// Parses JSON text; nil when it is not valid JSON or nests deeper than `RequestLimits.maxJSONDepth`.
     public static func parse(_ data: Data) -> JSONValue? {
-        try? JSONDecoder().decode(JSONValue.self, from: data)
+        try? parse(data, maxDepth: RequestLimits.maxJSONDepth)
+    }
+
+    /// Parses JSON text, refusing nesting deeper than `maxDepth` (scanned before decoding, so
+    /// that the recursive decoder never sees it), invalid JSON and invalid UTF-8.
+    public static func parse(_ data: Data, maxDepth: Int) throws(ParseError) -> JSONValue {
+        if data.withUnsafeBytes({ JSONDepthScan.exceeds($0, limit: maxDepth) }) { throw .tooDeep(limit: maxDepth) }
+        do {
+            return try JSONDecoder().decode(JSONValue.self, from: data)
+        } catch {
+            throw .invalid
+        }
     }
 }
 
@@ -119,7 +145,13 @@ extension JSONValue: Decodable {
         if value.decodeNil() { self = .null }
         else if let b = try? value.decode(Bool.self) { self = .bool(b) }
         else if let i = try? value.decode(Int.self) { self = .int(i) }
+        else if let u = try? value.decode(UInt64.self) { self = .uint(u) }
         else if let d = try? value.decode(Double.self) { self = .double(d) }
-        else { self = .string(try value.decode(String.self)) }
+        else if let s = try? value.decode(String.self) { self = .string(s) }
+        else {
+            // Only a number gets here: one beyond Double's range (JSON has no infinity, 1e400
+            // does not fit). Keep it as infinite, for the parameter to refuse by name.
+            self = .double(.infinity)
+        }
     }
 }

@@ -28,11 +28,16 @@ public struct OpenAIError: Error, HTTPResponseError, CustomStringConvertible {
         OpenAIError(.badRequest, message, param: param, code: code)
     }
 
-    public var description: String { "\(status.code) \(message)" }
+    /// 413 for a request body over `limit` bytes.
+    static func tooLarge(limit: Int) -> OpenAIError {
+        OpenAIError(.contentTooLarge, "The request body is larger than the \(limit)-byte limit.", code: "request_too_large")
+    }
+
+    public var description: String { "\(status.code) \(message.boundedForLog(RequestLimits.maxErrorMessageBytes))" }
 
     public var json: JSONValue {
         .object([("error", .object([
-            ("message", .string(message)),
+            ("message", .string(message.boundedForLog(RequestLimits.maxErrorMessageBytes))),
             ("type", .string(type)),
             ("param", param.map(JSONValue.string) ?? .null),
             ("code", code.map(JSONValue.string) ?? .null),
@@ -65,15 +70,18 @@ public struct OpenAIError: Error, HTTPResponseError, CustomStringConvertible {
             }
         case let error as RPCError:
             if error.code == .invalidArgument {
-                return OpenAIError(.badRequest, error.message, param: promptParam)
+                return OpenAIError(.badRequest, error.message.boundedForLog(), param: promptParam)
             }
             return OpenAIError(.serviceUnavailable, "the tokenizer service is unavailable: \(error)",
                                type: "service_unavailable", code: "tokenizer_unavailable")
         case let error as HTTPError:
-            return OpenAIError(error.status, error.body ?? error.status.reasonPhrase,
+            return OpenAIError(error.status, (error.body ?? error.status.reasonPhrase).boundedForLog(),
                                code: error.status == .notFound ? "not_found" : nil)
+        case let error as HTTPResponseError where error.status == .contentTooLarge:
+            // NIOTooManyBytesError from reading a body past its limit.
+            return .tooLarge(limit: RequestLimits.maxBodyBytes)
         default:
-            return OpenAIError(.internalServerError, "\(error)", type: "internal_error")
+            return OpenAIError(.internalServerError, "\(error)".boundedForLog(), type: "internal_error")
         }
     }
 }

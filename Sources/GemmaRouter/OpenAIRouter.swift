@@ -20,6 +20,9 @@ public final class OpenAIRouter: Sendable {
         public var tokenizerTimeout: Duration = .seconds(10)
         /// How long a /health answer is reused.
         public var healthCacheSeconds: Double = 1
+        /// A connection that sends nothing for this long, between requests or in the middle of
+        /// one (a stalled, half-sent body), is closed.
+        public var idleTimeoutSeconds: Int64 = 30
 
         public init(modelName: String, apiKey: String? = nil) {
             self.modelName = modelName
@@ -67,7 +70,7 @@ public final class OpenAIRouter: Sendable {
         router.get("/v1/models/{id}") { request, context in
             try self.authorize(request)
             guard context.parameters.get("id") == self.configuration.modelName else {
-                throw OpenAIError(.notFound, "The model '\(context.parameters.get("id") ?? "")' does not exist",
+                throw OpenAIError(.notFound, "The model '\((context.parameters.get("id") ?? "").boundedForLog())' does not exist",
                                   param: "model", code: "model_not_found")
             }
             return self.jsonResponse(self.modelObject)
@@ -84,6 +87,7 @@ public final class OpenAIRouter: Sendable {
     /// An application serving `buildRouter()` on host:port.
     public func application(host: String, port: Int) -> some ApplicationProtocol {
         Application(router: buildRouter(),
+                    server: .http1(configuration: .init(idleTimeout: .seconds(configuration.idleTimeoutSeconds))),
                     configuration: .init(address: .hostname(host, port: port), serverName: "gemma-router"),
                     logger: logger)
     }
@@ -186,11 +190,7 @@ public final class OpenAIRouter: Sendable {
         let clock = metrics.startRequest()
         do {
             try authorize(request)
-            let body = try await request.body.collect(upTo: 32 << 20)
-            guard let json = JSONValue.parse(Data(body.readableBytesView)) else {
-                throw OpenAIError.invalid(nil, "The request body is not valid JSON.")
-            }
-            guard case .object = json else { throw OpenAIError.invalid(nil, "The request body must be a JSON object.") }
+            let json = try await Self.readJSONBody(request)
             let params = try CompletionParameters(json, chat: chat, modelName: configuration.modelName)
             let info = try await tokenizerInfo()
             let prompt: [Int32]
@@ -221,14 +221,16 @@ public final class OpenAIRouter: Sendable {
                                   param: promptParam, code: "context_length_exceeded")
             }
             let maxTokens = params.maxTokens ?? (chat ? contextLength - prompt.count : 16)
-            if prompt.count + maxTokens > contextLength {
-                throw OpenAIError(.badRequest, "This model's maximum context length is \(contextLength) tokens. However, you requested \(prompt.count + maxTokens) tokens (\(prompt.count) in the \(chat ? "messages" : "prompt"), \(maxTokens) in the completion). Please reduce the length of the \(chat ? "messages" : "prompt") or completion.",
-                                  param: "max_tokens", code: "context_length_exceeded")
+            // maxTokens is at most RequestLimits.maxTokens, but never trust a sum of request values.
+            let (total, overflow) = prompt.count.addingReportingOverflow(maxTokens)
+            if overflow || total > contextLength {
+                throw OpenAIError(.badRequest, "This model's maximum context length is \(contextLength) tokens. However, you requested \(overflow ? "more than \(Int.max)" : String(total)) tokens (\(prompt.count) in the \(chat ? "messages" : "prompt"), \(maxTokens) in the completion). Please reduce the length of the \(chat ? "messages" : "prompt") or completion.",
+                                  param: params.maxTokensParam, code: "context_length_exceeded")
             }
             var sampling = Gemma_V1_SamplingParams()
             sampling.temperature = Float(params.temperature)
             sampling.topP = Float(params.topP)
-            sampling.topK = UInt32(params.topK)
+            sampling.topK = UInt32(clamping: params.topK)
             sampling.seed = params.seed ?? configuration.defaultSeed
             let generation = ClusterGenerationRequest(
                 prompt: prompt, sampling: sampling, maxTokens: maxTokens,
@@ -400,9 +402,9 @@ public final class OpenAIRouter: Sendable {
         }
         let reply = try await tokenizer.call(TokenizerRPC.detokenize, request, timeout: configuration.tokenizerTimeout)
         var strings: [Int32: String] = [:]
-        for result in reply.sequences {
-            guard let index = Int(exactly: result.sequenceID), index < ids.count else { continue }
-            strings[ids[index]] = result.text
+        // The tokenizer's reply is input too: an id past ours (even past Int.max) is skipped, not trapped on.
+        for result in reply.sequences where result.sequenceID < UInt64(ids.count) {
+            strings[ids[Int(result.sequenceID)]] = result.text
         }
         return strings
     }

@@ -209,4 +209,24 @@ final class PipelineSchedulerTests: XCTestCase {
         XCTAssertEqual(counts.running + counts.waiting, 0)
         await scheduler.stop()
     }
+
+    /// max_tokens of Int.max (a client's value) is no overflow trap: the reservation saturates
+    /// at the context, and generation ends there. A negative top_logprobs is refused.
+    func testHugeMaxTokensSaturatesAndBadTopLogprobsIsRefused() async throws {
+        let tokenizer = start(try InProcessService(model: Self.model, tokenizer: true))
+        let scheduler = try scheduler(stages: [("0-3", [start(try InProcessService(model: Self.model, layers: 0..<3))])],
+                                      tokenizer: tokenizer, kvPositionCapacity: 1 << 20)
+        await scheduler.start()
+        let prompt = try reference()[0].prompt
+        let completion = try await collect(try await scheduler.submit(ClusterGenerationRequest(prompt: prompt, maxTokens: .max)))
+        XCTAssertEqual(completion.tokens.count, 256 - prompt.count)
+        XCTAssertEqual(completion.finish, .length)
+        do {
+            _ = try await scheduler.submit(ClusterGenerationRequest(prompt: prompt, maxTokens: 4, logprobs: true, topLogprobs: -1))
+            XCTFail("a negative top_logprobs was accepted")
+        } catch let error as ClusterError {
+            guard case .invalidRequest = error else { return XCTFail("\(error)") }
+        }
+        await scheduler.stop()
+    }
 }

@@ -33,7 +33,7 @@ class RouterTestCase: XCTestCase {
 
     /// A router over tokenizer + stages 0-1 and 1-3 of tiny-mqa.
     func makeRouter(apiKey: String? = nil, contextLength: Int = 256, maxWaiting: Int = 64, maxBatch: Int = 16,
-                    recoverySeconds: Double = 20) throws -> OpenAIRouter {
+                    recoverySeconds: Double = 20, idleTimeoutSeconds: Int64 = 30) throws -> OpenAIRouter {
         let tokenizer = try InProcessService(model: Self.model, tokenizer: true)
         stage0 = try InProcessService(model: Self.model, layers: 0..<1)
         stage1 = try InProcessService(model: Self.model, layers: 1..<3)
@@ -55,6 +55,7 @@ class RouterTestCase: XCTestCase {
         Task { await scheduler.start() }
         var configuration = OpenAIRouter.Configuration(modelName: "tiny", apiKey: apiKey)
         configuration.healthCacheSeconds = 0
+        configuration.idleTimeoutSeconds = idleTimeoutSeconds
         return OpenAIRouter(scheduler: scheduler, cluster: config, tokenizer: tokenizerClient, stages: stages,
                             contextLength: contextLength,
                             configuration: configuration, logger: Self.quiet("http"))
