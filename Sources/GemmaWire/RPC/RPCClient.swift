@@ -260,23 +260,13 @@ public final class RPCClient: Sendable {
                     throw RPCError(.cancelled, "\(method) (request \(requestID)) was cancelled")
                 case NNGError.closed:
                     throw RPCError(.unavailable, "\(method) (request \(requestID)): the client is closed")
-                case NNGError.connectionReset where !configuration.waitsForConnection:
-                    lastProblem = "the connection to \(urls.joined(separator: ", ")) is lost"
-                    if isLastAttempt {
-                        throw RPCError(.unavailable, "\(method) (request \(requestID)): \(lastProblem)")
-                    }
-                    do {
-                        try await Task.sleep(for: backoff)
-                    } catch {
-                        throw RPCError(.cancelled, "\(method) (request \(requestID)) was cancelled")
-                    }
-                    backoff = min(backoff * 2, policy.maxBackoff)
                 default:
-                    // A lost connection (newer nng reports it): the request may never have
-                    // arrived, so try again.
-                    lastProblem = error.description
+                    // A lost connection (nng 1.5 reports ECONNRESET for a reply that can no
+                    // longer come): the request may never have arrived, so try again.
+                    lastProblem = error.code == NNGError.connectionReset
+                        ? "the connection to \(urls.joined(separator: ", ")) is lost" : error.description
                     if isLastAttempt {
-                        throw RPCError(.unavailable, "\(method) (request \(requestID)): \(error) after \(attempt) tries")
+                        throw RPCError(.unavailable, "\(method) (request \(requestID)): \(lastProblem) after \(attempt) tries")
                     }
                     do {
                         try await Task.sleep(for: backoff)
@@ -297,7 +287,6 @@ public final class RPCClient: Sendable {
     /// One try: send on a context, then wait for the matching reply, both within `timeout`.
     private func exchange(_ bytes: [UInt8], timeout: nng_duration) async -> Result<[UInt8], NNGError> {
         let lost = NNGError(operation: "RPCClient", code: NNGError.connectionReset)
-        if !configuration.waitsForConnection, socket.connections?.isLost == true { return .failure(lost) }
         let context: NNGContext
         do {
             guard let taken = try contexts.take(socket: socket) else {
@@ -310,7 +299,7 @@ public final class RPCClient: Sendable {
         defer { contexts.giveBack(context) }
         let call = inFlight.register(context)
         defer { inFlight.unregister(call) }
-        // The connection went between the check above and the registration.
+        // Registered first, so that a connection lost from here on aborts this call too.
         if !configuration.waitsForConnection, socket.connections?.isLost == true { return .failure(lost) }
         let start = ContinuousClock.now
         let sent = await context.send(bytes, timeout: timeout)
